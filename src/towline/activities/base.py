@@ -1,0 +1,209 @@
+"""What every tool shares: its call and result models, and the ``@tool`` decorator.
+
+A tool is a Temporal activity named after its ``tool:`` name. Its input arrives as a
+:class:`ToolCall` (the task's context and the resolved ``with`` mapping); the decorator
+validates ``with`` against the tool's own pydantic model, resolves secrets, heartbeats
+while the tool runs, and turns failures into categorised, redacted ``ApplicationError``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from towline.errors import ToolError, is_retryable
+
+HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what reaches the server
+_SECRET = re.compile(r"\$\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+class ToolContext(BaseModel):
+    """Where and for whom a tool runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    workstream: str
+    task: str
+    workspace: str = Field(description="absolute path of the workstream's workspace")
+    plan_dir: str = Field(description="absolute path of the folder holding the plan file")
+
+
+class ToolCall(BaseModel):
+    context: ToolContext
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Usage(BaseModel):
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class ToolResult(BaseModel):
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    attempt: int = 1
+
+
+class ToolInput(BaseModel):
+    """Base for tool input models: strict, so a typo in ``with`` is an error."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+In = TypeVar("In", bound=BaseModel)
+ToolFn = Callable[[In, ToolContext], Awaitable[ToolResult | dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A registered tool: its name, input model, one-line description and activity."""
+
+    name: str
+    input_model: type[BaseModel]
+    description: str
+    activity: Callable[[ToolCall], Awaitable[ToolResult]] | None
+
+
+class _Progress:
+    """What the running tool last reported; sent with each heartbeat."""
+
+    def __init__(self) -> None:
+        self.details: Any = None
+
+
+_progress: contextvars.ContextVar[_Progress] = contextvars.ContextVar("towline_progress")
+
+
+def report_progress(details: Any) -> None:
+    """Attach ``details`` (e.g. the tail of a command's output) to the next heartbeat."""
+    progress = _progress.get(None)
+    if progress is not None:
+        progress.details = details
+
+
+async def _heartbeat_forever(progress: _Progress) -> None:
+    while True:
+        if progress.details is None:
+            activity.heartbeat()
+        else:
+            activity.heartbeat(progress.details)
+        await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+def resolve_secrets(value: Any, found: dict[str, str]) -> Any:
+    """Replace ``${{ secrets.NAME }}`` with ``TOWLINE_SECRET_NAME`` from the environment.
+
+    Each value used is added to ``found`` so it can be redacted from what the tool returns.
+    """
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            secret = os.environ.get(f"TOWLINE_SECRET_{name}")
+            if secret is None:
+                raise ToolError(
+                    "validation",
+                    f"secret '{name}' is not set",
+                    hint=f"set TOWLINE_SECRET_{name} in the worker's environment",
+                )
+            found[name] = secret
+            return secret
+
+        return _SECRET.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: resolve_secrets(v, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_secrets(v, found) for v in value]
+    return value
+
+
+def redact(value: Any, secrets: dict[str, str]) -> Any:
+    """Replace every secret value inside ``value`` with ``***``."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets.values():
+            if secret:
+                value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    return value
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        parts.append(f"with.{where}: {e['msg']}" if where else e["msg"])
+    return "; ".join(parts)
+
+
+def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn[In]], Tool]:
+    """Register ``fn(args, ctx)`` as the activity behind ``tool: <name>``."""
+
+    def decorate(fn: ToolFn[In]) -> Tool:
+        async def run(call: ToolCall) -> ToolResult:
+            info = activity.info()
+            secrets: dict[str, str] = {}
+            progress = _Progress()
+            _progress.set(progress)
+            beat = asyncio.create_task(_heartbeat_forever(progress))
+            try:
+                args = input_model.model_validate(resolve_secrets(call.args, secrets))
+                result = await fn(args, call.context)
+                if isinstance(result, dict):
+                    result = ToolResult(outputs=result)
+                result.attempt = info.attempt
+                result.outputs = redact(result.outputs, secrets)
+                return result
+            except ToolError as e:
+                raise _application_error(e, info.attempt, secrets) from None
+            except ValidationError as e:
+                err = ToolError("validation", f"bad input: {_validation_message(e)}")
+                raise _application_error(err, info.attempt, secrets) from None
+            except (asyncio.CancelledError, ApplicationError):
+                raise
+            except Exception as e:
+                err = ToolError("system", f"{type(e).__name__}: {e}")
+                raise _application_error(err, info.attempt, secrets) from None
+            finally:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+
+        run.__name__ = run.__qualname__ = f"tool_{name.replace('.', '_')}"
+        run.__doc__ = description
+        return Tool(name, input_model, description, activity.defn(name=name)(run))
+
+    return decorate
+
+
+def _application_error(err: ToolError, attempt: int, secrets: dict[str, str]) -> ApplicationError:
+    details = {
+        "category": err.category,
+        "message": redact(err.message, secrets),
+        "hint": err.hint,
+        "output": redact(err.output, secrets),
+        "outputs": redact(err.outputs, secrets),
+        "attempt": attempt,
+    }
+    return ApplicationError(
+        str(details["message"]),
+        details,
+        type=err.category,
+        non_retryable=not is_retryable(err.category),
+    )

@@ -1,0 +1,14 @@
+"""The tool registry: every ``tool:`` name a plan may use, in one place."""
+
+from __future__ import annotations
+
+from towline.activities.base import Tool
+from towline.activities.tools.echo import echo
+from towline.activities.tools.wait import WAIT
+
+TOOLS: dict[str, Tool] = {t.name: t for t in (echo, WAIT)}
+
+
+def activities() -> list[object]:
+    """The activity callables a worker registers."""
+    return [t.activity for t in TOOLS.values() if t.activity is not None]

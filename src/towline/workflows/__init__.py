@@ -1,0 +1,1 @@
+"""Deterministic code only: plan models, scheduling, and the Run and Workstream workflows."""

@@ -1,0 +1,175 @@
+"""The plan file: pydantic models for every key in the contract, and loading.
+
+Models are strict (unknown keys are errors) and frozen. Short forms the contract allows
+(``on_failure: pause``, ``approval: true``) are normalised to their long form here, so
+the rest of towline only ever sees one shape. Semantic checks that need more than one
+key at a time (ids, cycles, tools, expressions) live in :mod:`towline.workflows.validate`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+from towline.durations import format_duration, parse_duration
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$",
+            "examples": ["90s", "10m", "48h", "3d"],
+        }
+    ),
+]
+
+Identifier = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", min_length=1, max_length=100)
+]
+FailurePolicy = Literal["fail_fast", "continue", "pause"]
+Strategy = Literal["fail", "skip", "pause", "fix", "resolve"]
+
+DEFAULT_MAX_PARALLEL = 4
+DEFAULT_TIMEOUT = timedelta(hours=1)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ToolCallSpec(_Model):
+    """A tool and its input: a task's fix call or rollback."""
+
+    tool: str = Field(description="the tool's name, e.g. shell (see `towline tools`)")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+
+class RetrySpec(_Model):
+    """Maps onto Temporal's RetryPolicy. Finite by default: nothing retries forever."""
+
+    max_attempts: int = Field(3, ge=1, le=100)
+    initial_interval: Duration = timedelta(seconds=1)
+    backoff: float = Field(2.0, ge=1.0)
+    max_interval: Duration = timedelta(minutes=5)
+
+
+class OnFailureSpec(_Model):
+    """What to do when a task has failed after its retries."""
+
+    strategy: Strategy = "fail"
+    timeout: Duration | None = Field(None, description="pause: how long to wait for an answer")
+    default: Literal["retry", "skip", "abort"] | None = Field(
+        None, description="pause: the answer applied when the timeout passes"
+    )
+    fix: ToolCallSpec | None = Field(None, description="fix: the tool call that repairs things")
+    max_fixes: int = Field(1, ge=1, le=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"strategy": value} if isinstance(value, str) else value
+
+
+class ApprovalSpec(_Model):
+    """Wait for a person before the task runs."""
+
+    required: bool = True
+    timeout: Duration | None = None
+    on_timeout: Literal["approve", "reject"] = "reject"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"required": value} if isinstance(value, bool) else value
+
+
+class CacheSpec(_Model):
+    """Reuse a recent identical result of the same tool with the same input."""
+
+    ttl: Duration
+    key: str | list[str] | None = None
+
+
+class RepoSpec(_Model):
+    """Where a workstream's tasks run: a local path, or a git URL and ref."""
+
+    path: str | None = None
+    url: str | None = None
+    ref: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RepoSpec:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of 'path' or 'url'")
+        if self.ref is not None and self.url is None:
+            raise ValueError("'ref' goes with 'url'")
+        return self
+
+
+class BudgetSpec(_Model):
+    max_cost_usd: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0)
+
+
+class WorkstreamSettings(_Model):
+    max_parallel: int | None = Field(None, ge=1, le=10_000)
+    failure_policy: FailurePolicy | None = None
+
+
+class PlanSettings(WorkstreamSettings):
+    timeout: Duration | None = Field(None, description="whole-run limit, e.g. 72h")
+    budget: BudgetSpec | None = None
+
+
+class Defaults(_Model):
+    """Task defaults; a task's own value wins."""
+
+    timeout: Duration | None = None
+    retry: RetrySpec | None = None
+    on_failure: OnFailureSpec | None = None
+
+
+class TaskSpec(_Model):
+    id: Identifier
+    tool: str = Field(description="the tool's name, e.g. shell (see `towline tools`)")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    needs: list[str] = Field(default_factory=list)
+    priority: int = 0
+    timeout: Duration | None = Field(None, description="one attempt's limit, e.g. 10m")
+    retry: RetrySpec | None = None
+    on_failure: OnFailureSpec | None = None
+    approval: ApprovalSpec | None = None
+    rollback: ToolCallSpec | None = None
+    if_: str | None = Field(None, alias="if")
+    cache: CacheSpec | None = None
+
+
+class WorkstreamSpec(_Model):
+    id: Identifier
+    needs: list[str] = Field(default_factory=list)
+    repo: RepoSpec | None = None
+    settings: WorkstreamSettings = WorkstreamSettings()
+    defaults: Defaults = Defaults()
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+
+class PlanSpec(_Model):
+    version: Literal[1]
+    name: str = Field(min_length=1, max_length=100)
+    labels: dict[str, str] = Field(default_factory=dict)
+    settings: PlanSettings = PlanSettings()
+    defaults: Defaults = Defaults()
+    workstreams: list[WorkstreamSpec] = Field(min_length=1)
