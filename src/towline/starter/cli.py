@@ -237,7 +237,8 @@ async def _dev(args: argparse.Namespace) -> int:
         address = f"127.0.0.1:{args.port}"
         client = await connect(address, args.namespace)
         _err().print(
-            f"Temporal dev server on localhost:{args.port}, Web UI http://localhost:{args.ui_port}; "
+            f"Temporal dev server on localhost:{args.port}, "
+            f"Web UI http://localhost:{args.ui_port}; "
             f"worker on task queue {args.task_queue}. Ctrl-C stops both."
         )
         await run_worker(client, args.task_queue)

@@ -9,8 +9,12 @@ a 10,000-task workstream never recomputes its ready set from scratch.
 from __future__ import annotations
 
 import heapq
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from towline.workflows.expressions import task_refs
+from towline.workflows.spec import PlanSpec
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,19 @@ class Scheduler:
         """Replay finished outcomes, e.g. after a continue-as-new."""
         for ref in sorted(outcomes, key=lambda r: self._order.get(r, -1)):
             self.finish(ref, succeeded=outcomes[ref])
+
+
+def cross_workstream_refs(plan: PlanSpec) -> dict[str, set[str]]:
+    """For each workstream, the ``ws.task`` refs of other workstreams its tasks use.
+
+    That is their ``needs`` and the tasks their expressions read (which validation has
+    already checked are upstream, possibly through a workstream-level need).
+    """
+    refs: dict[str, set[str]] = defaultdict(set)
+    for ws in plan.workstreams:
+        for task in ws.tasks:
+            used = {n for n in task.needs if "." in n} | task_refs(task.with_)
+            if task.if_ is not None:
+                used |= task_refs(task.if_)
+            refs[ws.id] |= {r for r in used if "." in r and not r.startswith(f"{ws.id}.")}
+    return refs

@@ -43,7 +43,7 @@ class Scope:
     failure: dict[str, Any] | None = None
 
 
-NAMES = ("tasks", "run", "workstream", "failure", "secrets")
+_NAMES = ("tasks", "run", "workstream", "failure", "secrets")
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 _FAILURE_KEYS = ("category", "message", "output")
 _TASK_PARTS = ("outputs", "status")
@@ -148,6 +148,13 @@ def _error(expr: str, reason: str) -> ExpressionError:
     return ExpressionError(f"${{{{ {expr.strip()} }}}}: {reason}")
 
 
+@dataclass(frozen=True)
+class _Expr:
+    """The text between ``${{`` and ``}}``."""
+
+    text: str
+
+
 def _pieces(text: str) -> list[str | _Expr]:
     """``text`` split into literal text and expressions."""
     out: list[str | _Expr] = []
@@ -163,11 +170,6 @@ def _pieces(text: str) -> list[str | _Expr]:
         if isinstance(piece, str) and "${{" in piece:
             raise ExpressionError(f"unterminated expression in {text!r} (missing '}}}}')")
     return out
-
-
-@dataclass(frozen=True)
-class _Expr:
-    text: str
 
 
 def _condition(expr: str) -> str:
@@ -255,9 +257,10 @@ def _as_text(value: Any) -> str:
 def _normalise(expr: str) -> str:
     """Rewrite GitHub-style syntax into Python's.
 
-    ``&&``/``||`` become ``and``/``or``; ``!`` becomes ``~`` (read back as *not*: it
-    binds tighter than comparisons, as ``!`` does); a name segment that is not a Python
-    identifier (``tasks.my-task``, ``tasks.1st``) becomes a subscript.
+    ``&&``/``||`` become ``and``/``or``; a doubled quote in a string is a quote; ``!``
+    becomes ``~`` (read back as *not*: it binds tighter than comparisons, as ``!`` does);
+    a name segment that is not a Python identifier (``tasks.my-task``, ``tasks.1st``)
+    becomes a subscript.
     """
     out: list[str] = []
     i, n = 0, len(expr)
@@ -265,12 +268,13 @@ def _normalise(expr: str) -> str:
     while i < n:
         c = expr[i]
         if c in "'\"":
+            # A quote inside is escaped with a backslash, or doubled as in GitHub Actions.
             j = i + 1
-            while j < n and expr[j] != c:
-                j += 2 if expr[j] == "\\" else 1
+            while j < n and (expr[j] != c or expr.startswith(c + c, j)):
+                j += 2 if expr[j] == "\\" or expr[j] == c else 1
             if j >= n:
                 raise _error(expr, "unterminated string")
-            out.append(expr[i : j + 1])
+            out.append(c + expr[i + 1 : j].replace(c + c, "\\" + c) + c)
             i, prev = j + 1, "close"
         elif expr.startswith(("&&", "||"), i):
             out.append(" and " if c == "&" else " or ")
@@ -407,8 +411,8 @@ def _check_ref(text: str, root: str, path: tuple[str | int, ...]) -> None:
         if len(path) != 1:
             raise _error(text, "write a secret as secrets.NAME")
     else:
-        close = difflib.get_close_matches(root, NAMES, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f" (use one of: {', '.join(NAMES)})"
+        close = difflib.get_close_matches(root, _NAMES, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (use one of: {', '.join(_NAMES)})"
         raise _error(text, f"unknown name '{root}'{hint}")
 
 

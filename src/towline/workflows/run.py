@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureE
 
 with workflow.unsafe.imports_passed_through():
     from towline.durations import format_duration
+    from towline.workflows.dag import cross_workstream_refs
     from towline.workflows.spec import DEFAULT_MAX_PARALLEL, WorkstreamSpec
     from towline.workflows.state import (
         FINISHED,
@@ -46,20 +47,18 @@ class RunWorkflow:
             status="running",
             workstreams={ws.id: WorkstreamState() for ws in plan.workstreams},
         )
-        # Cross-workstream task needs: who waits for which "ws.task", and who reports it.
-        self._waiting_for: dict[str, set[str]] = defaultdict(set)
+        # Who waits for which "ws.task" of another workstream, and who must report it.
+        self._waiting_for = cross_workstream_refs(plan)
         self._exports: dict[str, set[str]] = defaultdict(set)
-        for ws in plan.workstreams:
-            for task in ws.tasks:
-                for need in task.needs:
-                    if "." in need:
-                        self._waiting_for[ws.id].add(need)
-                        owner, tid = need.split(".", 1)
-                        self._exports[owner].add(tid)
+        for refs in self._waiting_for.values():
+            for ref in refs:
+                owner, tid = ref.split(".", 1)
+                self._exports[owner].add(tid)
         self._finished_tasks: dict[str, TaskView] = {}
         self._children: dict[str, workflow.ChildWorkflowHandle[Any, WorkstreamState]] = {}
         self._coroutines: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self._telling: set[asyncio.Task[None]] = set()
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunState:
@@ -98,7 +97,10 @@ class RunWorkflow:
     async def _finish(self, status: Status) -> None:
         self._state.status = status
         self._state.ended_at = workflow.now()
-        workflow.upsert_search_attributes([STATUS_KEY.value_set(status)])
+        # Kept current when the run was started with it (servers without towline's
+        # search attributes, such as the time-skipping test server, start runs without).
+        if workflow.info().typed_search_attributes.get(STATUS_KEY) is not None:
+            workflow.upsert_search_attributes([STATUS_KEY.value_set(status)])
 
     async def _stop(self, reason: str) -> None:
         """Cancel running workstreams; those not started end ``cancelled``."""
@@ -113,8 +115,8 @@ class RunWorkflow:
                 w.status, w.reason = "cancelled", reason
 
     async def _workstream(self, ws: WorkstreamSpec) -> None:
+        """Wait for the workstreams ``ws`` needs, then run it as a child workflow."""
         st = self._state.workstreams[ws.id]
-        plan = self._inp.plan
         try:
             await workflow.wait_condition(
                 lambda: (
@@ -123,44 +125,14 @@ class RunWorkflow:
                 )
             )
             unmet = [n for n in ws.needs if self._state.workstreams[n].status != "succeeded"]
-            if unmet:
-                st.status, st.reason = (
-                    "skipped",
-                    f"needs workstream {unmet[0]}, which did not succeed",
-                )
-                return
-            st.status, st.started_at = "running", workflow.now()
-            upstream = {
-                r: self._finished_tasks[r]
-                for r in self._waiting_for[ws.id]
-                if r in self._finished_tasks
-            }
-            handle = await workflow.start_child_workflow(
-                WORKSTREAM_WORKFLOW,
-                WorkstreamInput(
-                    run_id=self._inp.run_id,
-                    plan_dir=self._inp.plan_dir,
-                    spec=ws,
-                    plan_defaults=plan.defaults,
-                    max_parallel=ws.settings.max_parallel
-                    or plan.settings.max_parallel
-                    or DEFAULT_MAX_PARALLEL,
-                    failure_policy=ws.settings.failure_policy
-                    or plan.settings.failure_policy
-                    or "fail_fast",
-                    exports=sorted(self._exports[ws.id]),
-                    upstream=upstream,
-                ),
-                id=workstream_workflow_id(self._inp.run_id, ws.id),
-                result_type=WorkstreamState,
-                static_summary=f"workstream {ws.id} of run {self._inp.run_id}",
-            )
-            self._children[ws.id] = handle
-            for ref in self._waiting_for[ws.id]:
-                if ref in self._finished_tasks and ref not in upstream:
-                    await self._tell(ws.id, ref)
-            await handle
-            st.status = "succeeded"
+            if self._stopping:
+                st.status = "cancelled"
+            elif unmet:
+                st.status = "skipped"
+                st.reason = f"needs workstream {unmet[0]}, which did not succeed"
+            else:
+                await self._run_child(ws, st)
+                st.status = "succeeded"
         except ChildWorkflowError as e:
             cancelled = isinstance(e.cause, asyncio.CancelledError)
             st.status = "cancelled" if cancelled else "failed"
@@ -170,15 +142,46 @@ class RunWorkflow:
         except asyncio.CancelledError:
             st.status = "cancelled"
             st.reason = st.reason or "the run was cancelled"
-        finally:
-            st.ended_at = workflow.now()
-            self._settle_exports(ws.id)
-        if (
-            st.status == "failed"
-            and (plan.settings.failure_policy or "fail_fast") == "fail_fast"
-            and not self._stopping
-        ):
+        st.ended_at = workflow.now()
+        self._settle_exports(ws.id)
+        policy = self._inp.plan.settings.failure_policy or "fail_fast"
+        if st.status == "failed" and policy == "fail_fast" and not self._stopping:
             await self._stop(f"workstream {ws.id} failed")
+
+    async def _run_child(self, ws: WorkstreamSpec, st: WorkstreamState) -> None:
+        plan = self._inp.plan
+        st.status, st.started_at = "running", workflow.now()
+        upstream = {
+            r: self._finished_tasks[r]
+            for r in self._waiting_for[ws.id]
+            if r in self._finished_tasks
+        }
+        handle = await workflow.start_child_workflow(
+            WORKSTREAM_WORKFLOW,
+            WorkstreamInput(
+                run_id=self._inp.run_id,
+                plan_dir=self._inp.plan_dir,
+                spec=ws,
+                plan_defaults=plan.defaults,
+                max_parallel=ws.settings.max_parallel
+                or plan.settings.max_parallel
+                or DEFAULT_MAX_PARALLEL,
+                failure_policy=ws.settings.failure_policy
+                or plan.settings.failure_policy
+                or "fail_fast",
+                exports=sorted(self._exports[ws.id]),
+                upstream=upstream,
+            ),
+            id=workstream_workflow_id(self._inp.run_id, ws.id),
+            result_type=WorkstreamState,
+            static_summary=f"workstream {ws.id} of run {self._inp.run_id}",
+        )
+        self._children[ws.id] = handle
+        # News that arrived while the child was starting.
+        for ref in self._waiting_for[ws.id]:
+            if ref in self._finished_tasks and ref not in upstream:
+                await self._tell(ws.id, ref)
+        await handle
 
     def _settle_exports(self, ws_id: str) -> None:
         """Exports a workstream never reported (it never started): they did not succeed."""
@@ -207,7 +210,9 @@ class RunWorkflow:
         self._finished_tasks[ref] = view
         for ws_id, refs in self._waiting_for.items():
             if ref in refs and ws_id in self._children:
-                asyncio.create_task(self._tell(ws_id, ref))
+                tell = asyncio.create_task(self._tell(ws_id, ref))
+                self._telling.add(tell)
+                tell.add_done_callback(self._telling.discard)
 
     @workflow.query(name="status")
     def status(self) -> RunState:

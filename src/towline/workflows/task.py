@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    CancelledError,
     RetryState,
     TimeoutError,
     TimeoutType,
@@ -84,10 +85,12 @@ async def run_task(
         if spec.if_ is not None and not expressions.evaluate(spec.if_, scope):
             state.status = "skipped"
             state.reason = f"condition is false: {spec.if_}"
+            state.ended_at = workflow.now()
             return
         args = expressions.resolve(spec.with_, scope)
     except expressions.ExpressionError as e:
         _fail(state, ErrorInfo(category="validation", message=str(e)), attempts=0)
+        state.ended_at = workflow.now()
         return
     state.status = "running"
     retry = retry_spec(spec, env)
@@ -121,17 +124,18 @@ async def run_task(
             state.attempts = result.attempt
         state.status = "succeeded"
     except ActivityError as e:
-        if isinstance(e.cause, asyncio.CancelledError):
+        if isinstance(e.cause, CancelledError):
             state.status = "cancelled"
+            state.ended_at = workflow.now()
             raise asyncio.CancelledError from e
         error, attempts, outputs = _failure(e, retry.max_attempts)
         state.outputs = outputs
         _fail(state, error, attempts=attempts)
     except asyncio.CancelledError:
         state.status = "cancelled"
-        raise
-    finally:
         state.ended_at = workflow.now()
+        raise
+    state.ended_at = workflow.now()
 
 
 async def _run_in_workflow(spec: TaskSpec, args: dict[str, Any]) -> None:
@@ -166,7 +170,8 @@ def _failure(err: ActivityError, max_attempts: int) -> tuple[ErrorInfo, int, dic
         if cause.type == TimeoutType.HEARTBEAT:
             message = "the worker running the tool stopped responding (no heartbeat)"
         else:
-            message = f"the attempt ran past its timeout ({cause.type.name.lower()})"
+            kind = cause.type.name.lower() if cause.type else "timeout"
+            message = f"the attempt ran past its timeout ({kind})"
         info = ErrorInfo(
             category="timeout", message=message, hint=hint_for("timeout"), output=output
         )

@@ -54,7 +54,7 @@ class WorkstreamWorkflow:
             }
         )
         self._sched.restore(outcomes)
-        self._reported: set[str] = set()
+        self._reports: dict[str, asyncio.Task[None]] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._changed = False
@@ -93,6 +93,8 @@ class WorkstreamWorkflow:
             await self._report_exports()
             raise
         if continue_as_new:
+            await asyncio.gather(*self._reports.values())
+            await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(
                 inp.model_copy(
                     update={"carry": st, "upstream": self._upstream, "workspace": workspace}
@@ -159,7 +161,7 @@ class WorkstreamWorkflow:
             await self._stop_all(f"{tid} failed")
         else:
             self._settle(tid)
-        await self._report(tid)
+        self._report(tid)
 
     def _settle(self, tid: str) -> None:
         for blocked, because in self._sched.finish(
@@ -172,6 +174,7 @@ class WorkstreamWorkflow:
         if t.status not in FINISHED:
             t.status, t.reason = "skipped", reason
             self._changed = True
+            self._report(tid)
 
     async def _stop_all(self, reason: str) -> None:
         """fail_fast and cancellation: cancel running tasks; the rest end ``cancelled``."""
@@ -185,20 +188,30 @@ class WorkstreamWorkflow:
         await asyncio.gather(*running, return_exceptions=True)
         self._changed = True
 
-    async def _report(self, tid: str) -> None:
-        if tid in self._inp.exports and tid not in self._reported:
-            self._reported.add(tid)
+    def _report(self, tid: str) -> None:
+        """Tell the run that a task other workstreams need has finished."""
+        if tid in self._inp.exports and tid not in self._reports:
             t = self._state.tasks[tid]
             run = workflow.get_external_workflow_handle(self._inp.run_id)
-            await run.signal(
-                "task_finished",
-                args=[f"{self._inp.spec.id}.{tid}", TaskView(status=t.status, outputs=t.outputs)],
+            self._reports[tid] = asyncio.create_task(
+                run.signal(
+                    "task_finished",
+                    args=[
+                        f"{self._inp.spec.id}.{tid}",
+                        TaskView(status=t.status, outputs=t.outputs),
+                    ],
+                )
             )
 
     async def _report_exports(self) -> None:
+        """Report every finished export, and wait until the run has them all.
+
+        The run must hear of each export before it hears that this workflow ended.
+        """
         for tid in self._inp.exports:
             if self._state.tasks[tid].status in FINISHED:
-                await self._report(tid)
+                self._report(tid)
+        await asyncio.gather(*self._reports.values())
 
     def _lookup(self, ref: str) -> tuple[str, dict[str, object]] | None:
         if "." in ref:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from towline.activities.base import Tool
 from towline.activities.tools.echo import echo
 from towline.activities.tools.shell import shell
@@ -10,6 +13,6 @@ from towline.activities.tools.wait import WAIT
 TOOLS: dict[str, Tool] = {t.name: t for t in (echo, shell, WAIT)}
 
 
-def activities() -> list[object]:
+def activities() -> list[Callable[..., Any]]:
     """The activity callables a worker registers."""
     return [t.activity for t in TOOLS.values() if t.activity is not None]

@@ -3,7 +3,9 @@
 The command runs in a process group of its own, with no stdin. Its output is streamed:
 the whole of it goes to a log artifact as it comes, only a bounded tail of each stream is
 kept in memory and in the task's outputs, so a command that prints gigabytes costs disk,
-not the worker's memory. The tail of the combined output rides on each heartbeat.
+not the worker's memory. The tail of the combined output rides on each heartbeat. The
+command does not inherit the worker's secrets (only those its plan passes in), and any
+secret value it prints is redacted before its output goes anywhere.
 
 No command outlives its task. When the command exits, whatever it left running in its
 group is stopped; when the task is cancelled or times out (the SDK then cancels the
@@ -20,6 +22,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import re
 import shlex
 import signal
 import sys
@@ -28,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from temporalio import activity
 
@@ -46,15 +49,17 @@ _PROGRESS_TAIL = 4 * 1024  # bytes of combined output on heartbeats and in a fai
 _POLL = 0.05  # seconds between checks while waiting for processes to go
 _SUMMARY = 200  # characters of the command line quoted in messages
 _SECRET_PREFIX = "TOWLINE_SECRET_"  # where towline.activities.base reads secrets from
+_REDACTED = b"***"  # as towline.activities.base.redact writes it
 
 
 class ShellInput(ToolInput):
     """Run a command. An argv list is run as is; a string only with ``shell: true``."""
 
+    # Declared before `command`, so the check of `command` can see it.
+    shell: bool = Field(False, description="run command, a string, with /bin/sh -c")
     command: list[str] | str = Field(
         description="argv list, e.g. [make, build]; a string (run by /bin/sh) needs shell: true"
     )
-    shell: bool = Field(False, description="run command, a string, with /bin/sh -c")
     cwd: str | None = Field(
         None, description="working folder, relative to the workspace; must stay inside it"
     )
@@ -69,23 +74,24 @@ class ShellInput(ToolInput):
         "the full output is always in the log artifact",
     )
 
-    @model_validator(mode="after")
-    def _command_form(self) -> ShellInput:
-        if isinstance(self.command, str) and not self.shell:
+    @field_validator("command")
+    @classmethod
+    def _command_form(cls, command: list[str] | str, info: ValidationInfo) -> list[str] | str:
+        shell = info.data.get("shell", False)
+        if isinstance(command, str) and not shell:
             raise PydanticCustomError(
                 "command_form",
-                "with.command: a string needs shell: true; give an argv list such as "
-                "[make, build], or set shell: true to run the string with /bin/sh -c",
+                "a string needs shell: true; give an argv list such as [make, build], "
+                "or set shell: true to run the string with /bin/sh -c",
             )
-        if isinstance(self.command, list) and self.shell:
+        if isinstance(command, list) and shell:
             raise PydanticCustomError(
                 "command_form",
-                "with.command: with shell: true, give the command as one string, "
-                "e.g. 'make build && make test'",
+                "with shell: true, give the command as one string, e.g. 'make build && make test'",
             )
-        if not self.command or (isinstance(self.command, list) and not self.command[0]):
-            raise PydanticCustomError("command_form", "with.command: the command is empty")
-        return self
+        if not command or not command[0]:
+            raise PydanticCustomError("command_form", "the command is empty")
+        return command
 
 
 @tool(
@@ -103,23 +109,22 @@ async def shell(args: ShellInput, ctx: ToolContext) -> dict[str, Any]:
     log_ref = artifact_ref(ctx, f"shell-{info.activity_id}-{info.attempt}.log")
     log_path = artifact_path(log_ref)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    stdout, stderr = _Tail(args.max_output), _Tail(args.max_output)
-    combined = _Tail(_PROGRESS_TAIL)
     started = time.monotonic()
     with log_path.open("wb") as log:
+        out = _Output(log, args.max_output)
         proc = await _spawn(args, cwd)
-        code = await _supervise(proc, stdout, stderr, combined, log)
+        code = await _supervise(proc, out)
     outputs = {
         "exit_code": code,
-        "stdout": stdout.text(),
-        "stderr": stderr.text(),
-        "stdout_truncated": stdout.truncated,
-        "stderr_truncated": stderr.truncated,
+        "stdout": out.stdout.text(),
+        "stderr": out.stderr.text(),
+        "stdout_truncated": out.stdout.truncated,
+        "stderr_truncated": out.stderr.truncated,
         "log": log_ref,
         "duration_s": round(time.monotonic() - started, 3),
     }
     if code != 0:
-        raise ToolError("tool", _failure(code, args), output=combined.text(), outputs=outputs)
+        raise ToolError("tool", _failure(code, args), output=out.combined.text(), outputs=outputs)
     return outputs
 
 
@@ -152,6 +157,67 @@ class _Tail:
                 skip += 1
             data = data[skip:]
         return data.decode("utf-8", errors="replace")
+
+
+class _Output:
+    """Where a command's output goes: the log, a tail per stream, and a combined tail."""
+
+    def __init__(self, log: IO[bytes], max_output: int) -> None:
+        self.log = log
+        self.stdout = _Tail(max_output)
+        self.stderr = _Tail(max_output)
+        self.combined = _Tail(_PROGRESS_TAIL)
+
+    def add(self, tail: _Tail, data: bytes) -> None:
+        if not data:
+            return
+        self.log.write(data)
+        self.log.flush()  # `towline logs` may be reading it live
+        tail.add(data)
+        self.combined.add(data)
+        report_progress(self.combined.text())
+
+
+class _Redactor:
+    """Replaces secret values in a byte stream with ``***``, even one split across chunks.
+
+    What the command prints reaches the log, heartbeats (so workflow history, when an
+    attempt times out) and the outputs; a secret must reach none of them. It holds back
+    at most the length of the longest secret, less one byte, until more output comes.
+    """
+
+    def __init__(self, secrets: list[str]) -> None:
+        values = sorted({v.encode() for v in secrets if v}, key=len, reverse=True)
+        self._pattern = re.compile(b"|".join(map(re.escape, values))) if values else None
+        self._keep = len(values[0]) - 1 if values else 0
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._pattern is None:
+            return chunk
+        data = self._pending + chunk
+        # Any secret starting before `cut` lies wholly inside `data`, so it is found.
+        cut = len(data) - self._keep
+        out = bytearray()
+        pos = 0
+        for m in self._pattern.finditer(data):
+            if m.start() >= cut:
+                break
+            out += data[pos : m.start()] + _REDACTED
+            pos = m.end()
+        cut = max(cut, pos)
+        out += data[pos:cut]
+        self._pending = data[cut:]
+        return bytes(out)
+
+    def flush(self) -> bytes:
+        data, self._pending = self._pending, b""
+        return self._pattern.sub(_REDACTED, data) if self._pattern is not None else data
+
+
+def _worker_secrets() -> list[str]:
+    """Every secret the worker holds: more than this call uses, so redaction is safe."""
+    return [v for k, v in os.environ.items() if k.startswith(_SECRET_PREFIX)]
 
 
 def _working_dir(workspace: str, cwd: str | None) -> Path:
@@ -210,19 +276,14 @@ async def _spawn(args: ShellInput, cwd: Path) -> asyncio.subprocess.Process:
         raise ToolError("validation", f"cannot run '{program}': {e.strerror}") from None
 
 
-async def _supervise(
-    proc: asyncio.subprocess.Process,
-    stdout: _Tail,
-    stderr: _Tail,
-    combined: _Tail,
-    log: IO[bytes],
-) -> int:
+async def _supervise(proc: asyncio.subprocess.Process, out: _Output) -> int:
     """Stream the output until the command exits; stop its group however this ends."""
     assert proc.stdout is not None
     assert proc.stderr is not None
+    secrets = _worker_secrets()
     pumps = [
-        asyncio.create_task(_pump(proc.stdout, stdout, combined, log)),
-        asyncio.create_task(_pump(proc.stderr, stderr, combined, log)),
+        asyncio.create_task(_pump(proc.stdout, out, out.stdout, _Redactor(secrets))),
+        asyncio.create_task(_pump(proc.stderr, out, out.stderr, _Redactor(secrets))),
     ]
     try:
         # The output usually closes when the command exits; but a process it started in
@@ -240,20 +301,21 @@ async def _supervise(
                 p.cancel()
         return code
     except BaseException:
-        await _uninterruptible(_stop_group(proc.pid))
-        await asyncio.wait(pumps, timeout=1.0)
-        for p in pumps:
-            p.cancel()
+        try:
+            await _uninterruptible(_stop_group(proc.pid))
+            await asyncio.wait(pumps, timeout=1.0)  # the last words, for the log
+        finally:
+            for p in pumps:
+                p.cancel()
         raise
 
 
-async def _pump(stream: asyncio.StreamReader, tail: _Tail, combined: _Tail, log: IO[bytes]) -> None:
+async def _pump(
+    stream: asyncio.StreamReader, out: _Output, tail: _Tail, redactor: _Redactor
+) -> None:
     while chunk := await stream.read(_CHUNK):
-        log.write(chunk)
-        log.flush()  # `towline logs` may be reading it live
-        tail.add(chunk)
-        combined.add(chunk)
-        report_progress(combined.text())
+        out.add(tail, redactor.feed(chunk))
+    out.add(tail, redactor.flush())
 
 
 def _group_alive(pgid: int) -> bool:
@@ -317,7 +379,11 @@ def _failure(code: int, args: ShellInput) -> str:
     if len(text) > _SUMMARY:
         text = text[: _SUMMARY - 3] + "..."
     if code < 0:
-        return f"command was killed by signal {signal.Signals(-code).name}: {text}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"command was killed by signal {name}: {text}"
     if code == 127 and args.shell:
         return f"command exited with code 127 (command not found?): {text}"
     return f"command exited with code {code}: {text}"

@@ -1,0 +1,1 @@
+"""Starting and following runs: the command line, plan loading, the client API."""

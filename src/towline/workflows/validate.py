@@ -1,0 +1,665 @@
+"""Everything wrong with a plan, found before anything starts, each problem at its path.
+
+:func:`check_plan` parses a plan with the models of :mod:`towline.workflows.spec`, turns
+pydantic's errors into problems a person can act on, then checks what needs the whole
+plan: ids, needs, dependency cycles, tools and their inputs, expressions, and features
+that are not supported yet. Pure: no file I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from towline.workflows import expressions
+from towline.workflows.spec import (
+    Defaults,
+    OnFailureSpec,
+    PlanSpec,
+    TaskSpec,
+    ToolCallSpec,
+    WorkstreamSpec,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a plan, and where: ``workstreams[0].tasks[1].needs``."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+# Features the plan format has but towline does not run yet: feature -> what triggers it.
+# A plan that uses one is rejected; delete the entry when the feature lands.
+UNSUPPORTED: dict[str, str] = {
+    "on_failure.pause": "on_failure: pause (in a task or in defaults)",
+    "on_failure.fix": "on_failure: fix (in a task or in defaults)",
+    "on_failure.resolve": "on_failure: resolve (in a task or in defaults)",
+    "approval": "approval with required: true",
+    "rollback": "a task's rollback",
+    "cache": "a task's cache",
+    "settings.budget": "the plan's settings.budget",
+}
+
+_CYCLE_SHOWN = 12  # steps of a long dependency cycle that a message shows
+_KEY_ERRORS = ("missing", "extra_forbidden")
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+_SHORT_FORMS = {
+    "OnFailureSpec": "a strategy (fail, skip, pause, fix, resolve) or a mapping",
+    "ApprovalSpec": "true, false or a mapping",
+}
+
+
+def check_plan(
+    data: Any, tools: Mapping[str, type[BaseModel]]
+) -> tuple[PlanSpec | None, list[Problem]]:
+    """Parse and check a plan given as plain data (what YAML or JSON loading returns).
+
+    Returns the plan and no problems, or None and every problem in document order.
+    ``tools`` maps each tool name a plan may use to its input model.
+    """
+    try:
+        plan = PlanSpec.model_validate(data)
+    except ValidationError as e:
+        return None, _pydantic_problems(e.errors(), PlanSpec, data)
+    problems = _Checker(plan, tools).run()
+    return (None if problems else plan), problems
+
+
+def _pydantic_problems(
+    errors: list[ErrorDetails], model: type[BaseModel], data: Any, *, prefix: str = ""
+) -> list[Problem]:
+    """pydantic's ``errors`` from validating ``data`` with ``model``, as problems.
+
+    Paths use the keys as written (``with``, not ``with_``) and problems come in document
+    order. ``prefix`` is the path of ``data`` inside the plan.
+    """
+    found: list[tuple[tuple[int, ...], Problem]] = []
+    unions: dict[str, list[tuple[tuple[int, ...], str, ErrorDetails, list[int | str]]]] = {}
+    for e in errors:
+        kind, loc = e["type"], tuple(e["loc"])
+        where, order, tag = _locate(model, data, loc, keep_last=kind in _KEY_ERRORS)
+        if kind in _KEY_ERRORS:
+            key = str(loc[-1])
+            path = _join(prefix, where[:-1])
+            if kind == "missing":
+                message = f"missing required key '{key}'"
+            else:
+                allowed = _keys(_model_at(model, loc[:-1]))
+                message = f"unknown key '{key}'{_did_you_mean(key, allowed)}"
+            found.append((order, Problem(path, message)))
+        elif tag is not None:
+            name, depth = tag
+            unions.setdefault(_join(prefix, where[:depth]), []).append((order, name, e, where))
+        else:
+            found.append((order, _problem(prefix, where, e)))
+    # pydantic reports a value that fits no member of a union once per member. If the
+    # value had the shape of some members (a list, for list[str]), their errors inside it
+    # say what is wrong; otherwise, say which shapes would do.
+    for path, items in unions.items():
+        inside = [item for item in items if _join(prefix, item[3]) != path]
+        if inside:
+            found.extend((order, _problem(prefix, where, e)) for order, _, e, where in inside)
+        else:
+            names = list(dict.fromkeys(name for _, name, _, _ in items))
+            value = _show(items[0][2].get("input"))
+            found.append(
+                (items[0][0], Problem(path, f"expected {' or '.join(names)}, got {value}"))
+            )
+    found.sort(key=lambda item: item[0])
+    return [problem for _, problem in found]
+
+
+def _problem(prefix: str, where: list[int | str], e: ErrorDetails) -> Problem:
+    message = _message(e["type"], e["msg"], e.get("input"), e.get("ctx") or {})
+    return Problem(_join(prefix, where), message)
+
+
+def _locate(
+    model: type[BaseModel], data: Any, loc: tuple[int | str, ...], *, keep_last: bool
+) -> tuple[list[int | str], tuple[int, ...], tuple[str, int] | None]:
+    """Follow ``loc`` through the model and the input.
+
+    Returns the path as written, its position in the document (for sorting) and, when
+    ``loc`` goes through a union, the member's name and how deep the union sits in the
+    path. A short form (``on_failure: skip``) ends the path where the input does, not at
+    the key the model filled in (``strategy``).
+    """
+    where: list[int | str] = []
+    order: list[int] = []
+    tag: tuple[str, int] | None = None
+    here, shape = data, model
+    for i, seg in enumerate(loc):
+        last = i == len(loc) - 1
+        step = _step(shape, seg)
+        if step is _MEMBER and not (keep_last and last):
+            if tag is None:
+                tag = (str(seg), len(where))
+            continue
+        shape = step
+        if isinstance(here, dict) and seg in here:
+            order.append(list(here).index(seg))
+            where.append(seg)
+            here = here[seg]
+        elif isinstance(here, list) and isinstance(seg, int) and 0 <= seg < len(here):
+            order.append(seg)
+            where.append(seg)
+            here = here[seg]
+        elif keep_last and last:
+            order.append(len(here) if isinstance(here, dict) else 0)
+            where.append(seg)
+        else:
+            break
+    return where, tuple(order), tag
+
+
+def _join(prefix: str, where: list[int | str]) -> str:
+    out = prefix
+    for seg in where:
+        out += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if out else str(seg))
+    return out
+
+
+def _message(kind: str, msg: str, value: Any, ctx: dict[str, Any]) -> str:
+    if kind == "value_error":
+        return str(ctx.get("error", msg.removeprefix("Value error, ")))
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}, got {_show(value)}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == _ID_PATTERN:
+        return (
+            f"not a valid id: {_show(value)} (use letters, digits, '_' and '-', "
+            "starting with a letter or a digit)"
+        )
+    if kind in ("too_short", "string_too_short") and ctx.get("min_length") == 1:
+        return "must not be empty"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        what = _SHORT_FORMS.get(str(ctx.get("class_name")), "a mapping")
+        return f"expected {what}, got {_show(value)}"
+    if msg.startswith("Input should be"):
+        text = msg.replace("Input should be", "should be", 1)
+        return f"{text} (got {_show(value)})" if _is_scalar(value) else text
+    return msg
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that validates the value at ``loc``, if it is a model."""
+    shape: Any = model
+    for seg in loc:
+        step = _step(shape, seg)
+        shape = shape if step is _MEMBER else step
+    found = [t for t in _options(shape) if isinstance(t, type) and issubclass(t, BaseModel)]
+    return found[0] if found else None
+
+
+_MEMBER = object()  # what _step returns for a union member's name in a location
+
+
+def _step(shape: Any, seg: int | str) -> Any:
+    """The type one step into ``shape``: a field of a model, an item of a list or dict."""
+    for option in _options(shape):
+        if isinstance(option, type) and issubclass(option, BaseModel) and isinstance(seg, str):
+            for name, field in option.model_fields.items():
+                if seg in (name, field.alias):
+                    return field.annotation
+        origin = get_origin(option)
+        if origin is list and isinstance(seg, int):
+            return get_args(option)[0]
+        if origin is dict and seg != "[key]":
+            return get_args(option)[1]
+    return _MEMBER
+
+
+def _options(t: Any) -> list[Any]:
+    origin = get_origin(t)
+    if origin is Annotated:
+        return _options(get_args(t)[0])
+    if origin in (Union, types.UnionType):
+        return [o for arg in get_args(t) for o in _options(arg)]
+    return [t]
+
+
+def _keys(model: type[BaseModel] | None) -> list[str]:
+    if model is None:
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _did_you_mean(word: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _contains_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${{" in value
+    if isinstance(value, dict):
+        return any(_contains_expression(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_expression(v) for v in value)
+    return False
+
+
+def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(path, string)`` for every string in a ``with`` tree that holds an expression."""
+    stack = [(path, value)]
+    while stack:
+        here, item = stack.pop()
+        if isinstance(item, str):
+            if "${{" in item:
+                yield here, item
+        elif isinstance(item, dict):
+            stack.extend(reversed([(f"{here}.{k}", v) for k, v in item.items()]))
+        elif isinstance(item, list):
+            stack.extend(reversed([(f"{here}[{i}]", v) for i, v in enumerate(item)]))
+
+
+def _components(adj: list[list[int]]) -> list[list[int]]:
+    """Strongly connected components (Tarjan, iterative), dependencies before dependents."""
+    count = len(adj)
+    index = [-1] * count
+    low = [0] * count
+    on_stack = [False] * count
+    stack: list[int] = []
+    out: list[list[int]] = []
+    counter = 0
+    for root in range(count):
+        if index[root] != -1:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = True
+        work = [(root, 0)]
+        while work:
+            v, i = work[-1]
+            if i < len(adj[v]):
+                work[-1] = (v, i + 1)
+                w = adj[v][i]
+                if index[w] == -1:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack[w] = True
+                    work.append((w, 0))
+                elif on_stack[w]:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+            if low[v] == index[v]:
+                component = []
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = False
+                    component.append(w)
+                    if w == v:
+                        break
+                out.append(component)
+    return out
+
+
+def _cycle(adj: list[list[int]], members: set[int], start: int) -> list[int]:
+    """A shortest cycle through ``start`` inside its component, ``start`` at both ends."""
+    parent = {start: start}
+    queue = deque([start])
+    while queue:
+        v = queue.popleft()
+        for w in adj[v]:
+            if w == start:
+                path = [v]
+                while path[-1] != start:
+                    path.append(parent[path[-1]])
+                return [*reversed(path), start]
+            if w in members and w not in parent:
+                parent[w] = v
+                queue.append(w)
+    raise AssertionError("a component with more than one node has a cycle")
+
+
+class _Checker:
+    """The checks that need the whole plan, reported in document order.
+
+    The dependency graph has a node per task plus two per workstream: its *start*, which
+    each of its tasks needs, and its *end*, which needs each of its tasks. "Workstream B
+    needs A" is then one edge, start(B) -> end(A), instead of one per pair of tasks.
+    Edges point from a node to what it needs.
+    """
+
+    def __init__(self, plan: PlanSpec, tools: Mapping[str, type[BaseModel]]) -> None:
+        self.plan = plan
+        self.tools = tools
+        self.problems: list[Problem] = []
+        self.ws_index: dict[str, int] = {}
+        self.task_ids: dict[str, dict[str, int]] = {}  # ws id -> task id -> node
+        self.label: list[str] = []
+        for i, ws in enumerate(plan.workstreams):
+            self.ws_index.setdefault(ws.id, i)
+            ids = self.task_ids.setdefault(ws.id, {})
+            for task in ws.tasks:
+                ids.setdefault(task.id, len(self.label))
+                self.label.append(f"{ws.id}.{task.id}")
+        self.n_tasks = len(self.label)
+        self.ws_component: list[int] = []  # per workstream: its cycle's number, or -1
+        self.adj: list[list[int]] = []
+        self._up: list[int] | None = None
+
+    def run(self) -> list[Problem]:
+        cycles = self._workstream_cycles()
+        self.adj = self._graph(with_workstream_cycles=True)
+        # A workstream cycle is reported once, above; the task cycles are found without it.
+        if any(c >= 0 for c in self.ws_component):
+            cycles += self._task_cycles(self._graph(with_workstream_cycles=False))
+        else:
+            cycles += self._task_cycles(self.adj)
+        self._check_plan_level()
+        node = 0
+        for i, ws in enumerate(self.plan.workstreams):
+            self._check_workstream(i, ws)
+            seen: dict[str, int] = {}
+            for j, task in enumerate(ws.tasks):
+                path = f"workstreams[{i}].tasks[{j}]"
+                first = seen.setdefault(task.id, j)
+                if first != j:
+                    self._add(f"{path}.id", f"duplicate task id '{task.id}' (also tasks[{first}])")
+                self._check_task(path, ws, task, node)
+                node += 1
+        return self.problems + cycles
+
+    # The graph
+
+    def _start(self, ws: int) -> int:
+        return self.n_tasks + 2 * ws
+
+    def _end(self, ws: int) -> int:
+        return self.n_tasks + 2 * ws + 1
+
+    def _ws_needs(self, ws: WorkstreamSpec) -> list[int]:
+        return [self.ws_index[v] for v in ws.needs if v in self.ws_index and v != ws.id]
+
+    def _workstream_cycles(self) -> list[Problem]:
+        adj = [self._ws_needs(ws) for ws in self.plan.workstreams]
+        self.ws_component = [-1] * len(adj)
+        problems = []
+        for c, component in enumerate(_components(adj)):
+            if len(component) > 1:
+                for w in component:
+                    self.ws_component[w] = c
+                path = _cycle(adj, set(component), min(component))
+                ids = " -> ".join(self.plan.workstreams[w].id for w in path)
+                problems.append(Problem("", f"workstream dependency cycle: {ids}"))
+        return problems
+
+    def _graph(self, *, with_workstream_cycles: bool) -> list[list[int]]:
+        workstreams = self.plan.workstreams
+        adj: list[list[int]] = [[] for _ in range(self.n_tasks + 2 * len(workstreams))]
+        node = 0
+        for i, ws in enumerate(workstreams):
+            needs = [
+                v
+                for v in self._ws_needs(ws)
+                if with_workstream_cycles
+                or self.ws_component[v] < 0
+                or self.ws_component[v] != self.ws_component[i]
+            ]
+            adj[self._start(i)] = [self._end(v) for v in needs]
+            first = node
+            for task in ws.tasks:
+                for need in task.needs:
+                    target = self._find(ws.id, need)
+                    if isinstance(target, int) and target != node:
+                        adj[node].append(target)
+                if needs:
+                    adj[node].append(self._start(i))
+                node += 1
+            adj[self._end(i)] = list(range(first, node))
+        return adj
+
+    def _task_cycles(self, adj: list[list[int]]) -> list[Problem]:
+        problems = []
+        for component in _components(adj):
+            if len(component) > 1:
+                path = _cycle(adj, set(component), min(component))
+                problems.append(Problem("", f"dependency cycle: {self._render(path)}"))
+        return problems
+
+    def _render(self, path: list[int]) -> str:
+        parts = []
+        for k, v in enumerate(path):
+            if v < self.n_tasks:
+                parts.append(self.label[v])
+            elif (v - self.n_tasks) % 2 == 0:  # a start, always followed by an end
+                ws = self.plan.workstreams[(v - self.n_tasks) // 2].id
+                needed = self.plan.workstreams[(path[k + 1] - self.n_tasks) // 2].id
+                parts.append(f"(workstream {ws} needs {needed})")
+        if len(parts) > _CYCLE_SHOWN:
+            hidden = len(parts) - _CYCLE_SHOWN
+            parts[_CYCLE_SHOWN - 3 : -3] = [f"({hidden} more)"]
+        return " -> ".join(parts)
+
+    def _is_upstream(self, node: int, target: int) -> bool:
+        if target in self.adj[node]:
+            return True
+        if self._up is None:
+            self._up = self._upstream_sets()
+        return bool(self._up[node] >> target & 1)
+
+    def _upstream_sets(self) -> list[int]:
+        """Per node, every task it needs directly or not, as a bit set: one linear pass.
+
+        Components come dependencies first, so each one's set is the union of what it
+        needs; inside a cycle, every member is upstream of every other.
+        """
+        components = _components(self.adj)
+        component_of = [0] * len(self.adj)
+        up = [0] * len(components)
+        for c, component in enumerate(components):
+            bits = 0
+            for v in component:
+                component_of[v] = c
+            for v in component:
+                if len(component) > 1 and v < self.n_tasks:
+                    bits |= 1 << v
+                for w in self.adj[v]:
+                    if component_of[w] != c:
+                        bits |= up[component_of[w]]
+                        if w < self.n_tasks:
+                            bits |= 1 << w
+            up[c] = bits
+        return [up[component_of[v]] for v in range(len(self.adj))]
+
+    def _find(self, ws_id: str, ref: str) -> int | str:
+        """The node of ``task`` or ``ws.task`` seen from ``ws_id``, or why there is none."""
+        other, dot, task = ref.rpartition(".")
+        if not dot or other == ws_id:
+            ids = self.task_ids[ws_id]
+            if task in ids:
+                return ids[task]
+            if not dot and ref in self.ws_index:
+                return (
+                    f"unknown task '{ref}' (to wait for workstream '{ref}', "
+                    "list it in the workstream's needs)"
+                )
+            return f"unknown task '{ref}'{_did_you_mean(task, ids)}"
+        if "." in other:
+            return f"not a task: '{ref}' (write 'task' or 'workstream.task')"
+        if other not in self.ws_index:
+            hint = _did_you_mean(other, self.ws_index)
+            return f"unknown workstream '{other}' in '{ref}'{hint}"
+        ids = self.task_ids[other]
+        if task in ids:
+            return ids[task]
+        close = difflib.get_close_matches(task, list(ids), n=1)
+        return f"unknown task '{ref}'" + (f" (did you mean '{other}.{close[0]}'?)" if close else "")
+
+    # The checks, in document order
+
+    def _add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def _unsupported(self, path: str, feature: str) -> None:
+        if feature in UNSUPPORTED:
+            self._add(path, f"not supported yet: {feature}")
+
+    def _check_plan_level(self) -> None:
+        if self.plan.settings.budget is not None:
+            self._unsupported("settings.budget", "settings.budget")
+        self._check_defaults("defaults", self.plan.defaults)
+
+    def _check_defaults(self, path: str, defaults: Defaults) -> None:
+        if defaults.on_failure is not None:
+            self._check_on_failure(f"{path}.on_failure", defaults.on_failure, None)
+
+    def _check_workstream(self, i: int, ws: WorkstreamSpec) -> None:
+        path = f"workstreams[{i}]"
+        first = self.ws_index[ws.id]
+        if first != i:
+            self._add(
+                f"{path}.id", f"duplicate workstream id '{ws.id}' (also workstreams[{first}])"
+            )
+        for need in ws.needs:
+            if need == ws.id:
+                self._add(f"{path}.needs", "a workstream cannot need itself")
+            elif need not in self.ws_index:
+                hint = _did_you_mean(need, self.ws_index)
+                self._add(f"{path}.needs", f"unknown workstream '{need}'{hint}")
+        self._check_defaults(f"{path}.defaults", ws.defaults)
+
+    def _check_task(self, path: str, ws: WorkstreamSpec, task: TaskSpec, node: int) -> None:
+        call = _Call(path, ws.id, node)
+        self._check_call(call, task.tool, task.with_)
+        for need in task.needs:
+            target = self._find(ws.id, need)
+            if isinstance(target, str):
+                self._add(f"{path}.needs", target)
+            elif target == node:
+                self._add(f"{path}.needs", "a task cannot need itself")
+        if task.on_failure is not None:
+            self._check_on_failure(f"{path}.on_failure", task.on_failure, call)
+        if task.approval is not None and task.approval.required:
+            self._unsupported(f"{path}.approval", "approval")
+        if task.rollback is not None:
+            self._unsupported(f"{path}.rollback", "rollback")
+            self._check_tool_call(call.at("rollback"), task.rollback, own=True)
+        if task.if_ is not None:
+            self._check_condition(call, task.if_)
+        if task.cache is not None:
+            self._unsupported(f"{path}.cache", "cache")
+
+    def _check_on_failure(self, path: str, spec: OnFailureSpec, call: _Call | None) -> None:
+        if spec.strategy in ("pause", "fix", "resolve"):
+            self._unsupported(path, f"on_failure.{spec.strategy}")
+        if spec.fix is not None:
+            fix = _Call(f"{path}.fix", call.ws if call else "", call.node if call else -1)
+            self._check_tool_call(fix, spec.fix, own=True, failure=True)
+
+    def _check_tool_call(
+        self, call: _Call, spec: ToolCallSpec, *, own: bool, failure: bool = False
+    ) -> None:
+        self._check_call(call, spec.tool, spec.with_, own=own, failure=failure)
+
+    def _check_call(
+        self,
+        call: _Call,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        own: bool = False,
+        failure: bool = False,
+    ) -> None:
+        """A tool name, its input and the expressions in it."""
+        if tool not in self.tools:
+            self._add(
+                f"{call.path}.tool", f"unknown tool '{tool}'{_did_you_mean(tool, self.tools)}"
+            )
+        else:
+            self._check_input(f"{call.path}.with", self.tools[tool], args)
+        for path, text in _leaves(args, f"{call.path}.with"):
+            for message in expressions.check([text]):
+                self._add(path, message)
+            if "failure" in expressions.names([text]) and not failure:
+                self._add(path, "'failure' is only available in on_failure.fix")
+            self._check_refs(call, path, expressions.task_refs([text]), own=own)
+
+    def _check_input(self, path: str, model: type[BaseModel], args: dict[str, Any]) -> None:
+        try:
+            model.model_validate(args)
+        except ValidationError as e:
+            errors = [
+                err
+                for err in e.errors()
+                if err["type"] in _KEY_ERRORS or not _runtime_value(args, tuple(err["loc"]))
+            ]
+            self.problems.extend(_pydantic_problems(errors, model, args, prefix=path))
+
+    def _check_condition(self, call: _Call, condition: str) -> None:
+        path = f"{call.path}.if"
+        for message in expressions.check(condition):
+            self._add(path, message)
+        used = expressions.names(condition)
+        if "secrets" in used:
+            self._add(path, "secrets cannot be used in 'if'")
+        if "failure" in used:
+            self._add(path, "'failure' is only available in on_failure.fix")
+        self._check_refs(call, path, expressions.task_refs(condition), own=False)
+
+    def _check_refs(self, call: _Call, path: str, refs: set[str], *, own: bool) -> None:
+        if call.node < 0:
+            return  # plan or workstream defaults: no task to be upstream of
+        for ref in sorted(refs):
+            target = self._find(call.ws, ref)
+            if isinstance(target, str):
+                self._add(path, f"refers to {target}")
+            elif target == call.node:
+                if not own:
+                    self._add(path, f"refers to its own task '{ref}'")
+            elif not self._is_upstream(call.node, target):
+                self._add(path, f"refers to task '{ref}', which is not among this task's needs")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """Where a tool call sits: its path, and the task it belongs to (``node`` -1: none)."""
+
+    path: str
+    ws: str
+    node: int
+
+    def at(self, key: str) -> _Call:
+        return _Call(f"{self.path}.{key}", self.ws, self.node)
+
+
+def _runtime_value(args: Any, loc: tuple[int | str, ...]) -> bool:
+    """Whether the value at ``loc`` holds an expression, so is only known at run time."""
+    here = args
+    for seg in loc:
+        if isinstance(here, list) and isinstance(seg, int) and 0 <= seg < len(here):
+            here = here[seg]
+        elif isinstance(here, dict):
+            here = here.get(seg, here)  # a key absent from the input is a union member's name
+    return _contains_expression(here)

@@ -1,0 +1,60 @@
+"""Multi-day plans on Temporal's time-skipping test server: days pass in seconds."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from tests.helpers import echo, plan, ws
+from towline.starter import api
+from towline.starter.plans import check_data
+from towline.worker.devserver import find_binary
+from towline.worker.main import build_worker
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def test_a_three_day_wait_between_two_tasks_completes_in_seconds(
+    time_skipping: WorkflowEnvironment, towline_home: Path, tmp_path: Path
+) -> None:
+    client = time_skipping.client
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    spec = check_data(
+        plan(
+            ws(
+                "w",
+                echo("before"),
+                {"id": "wait", "tool": "wait", "needs": ["before"], "with": {"for": "3d"}},
+                echo("after", needs=["wait"]),
+            ),
+            name="multi-day",
+        )
+    )
+    async with build_worker(client, queue):
+        rid = await api.start_run(
+            client, spec, plan_dir=tmp_path, task_queue=queue, search_attributes=False
+        )
+        async with time_skipping.time_skipping_unlocked():  # type: ignore[attr-defined]
+            state = await api.wait_run(client, rid)
+    t = state.workstreams["w"].tasks
+    assert state.status == "succeeded"
+    assert t["after"].status == "succeeded"
+    waited = t["wait"].ended_at - t["wait"].started_at  # type: ignore[operator]
+    assert waited.total_seconds() >= 3 * 86400

@@ -1,0 +1,113 @@
+"""Crash recovery: a worker killed mid-run loses nothing; a new one finishes the run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from tests.helpers import plan, sh, ws
+from towline.starter import api
+from towline.starter.plans import check_data
+
+pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
+
+
+class WorkerProcess:
+    """``towline worker`` as a real process of its own, so it can be SIGKILLed."""
+
+    def __init__(self, address: str, queue: str, home: Path, log: Path) -> None:
+        self._args = [
+            sys.executable,
+            "-m",
+            "towline",
+            "worker",
+            "--address",
+            address,
+            "--task-queue",
+            queue,
+        ]
+        self._env = {**os.environ, "TOWLINE_HOME": str(home)}
+        self._log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self._log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self._args,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_process(dev_server: str, towline_home: Path, tmp_path: Path) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(
+        dev_server, f"crash-{uuid.uuid4().hex[:8]}", towline_home, tmp_path / "worker.log"
+    )
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+async def test_killed_worker_loses_nothing_and_reruns_no_succeeded_task(
+    client: Client, worker_process: WorkerProcess, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    names = [f"t{i}" for i in range(6)]
+    tasks = [
+        # The default retry policy: the attempt cut short by the crash is retried.
+        sh(
+            n,
+            f"echo start {n} >> {ledger}; sleep 0.5; echo done {n} >> {ledger}",
+            needs=[names[i - 1]] if i else [],
+            retry={"max_attempts": 3, "initial_interval": "100ms"},
+        )
+        for i, n in enumerate(names)
+    ]
+    spec = check_data(plan(ws("chain", *tasks), name="crash"))
+    worker_process.start()
+    queue = worker_process._args[-1]
+    rid = await api.start_run(client, spec, plan_dir=tmp_path, task_queue=queue)
+
+    def lines() -> list[str]:
+        return ledger.read_text().splitlines() if ledger.exists() else []
+
+    while "done t2" not in lines():
+        await asyncio.sleep(0.05)
+    worker_process.kill()
+    succeeded_before = {line.split()[1] for line in lines() if line.startswith("done")}
+    assert {"t0", "t1", "t2"} <= succeeded_before
+
+    worker_process.start()
+    state = await asyncio.wait_for(api.wait_run(client, rid), 120)
+
+    assert state.status == "succeeded", state.model_dump_json(indent=1)
+    starts = [line.split()[1] for line in lines() if line.startswith("start")]
+    for name in succeeded_before:
+        assert starts.count(name) == 1, f"{name} ran again after the crash: {lines()}"
+    assert {line.split()[1] for line in lines() if line.startswith("done")} == set(names)
