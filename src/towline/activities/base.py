@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from towline.errors import ToolError, is_retryable
+from towline.workflows.spec import CacheSpec
 from towline.workflows.state import Usage
 
 HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what reaches the server
@@ -43,12 +44,14 @@ class ToolContext(BaseModel):
 class ToolCall(BaseModel):
     context: ToolContext
     args: dict[str, Any] = Field(default_factory=dict)
+    cache: CacheSpec | None = Field(None, description="the task's cache: setting, if any")
 
 
 class ToolResult(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     attempt: int = 1
+    cached: bool = Field(False, description="reused from an earlier identical call")
 
 
 class ToolInput(BaseModel):

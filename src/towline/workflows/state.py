@@ -60,6 +60,7 @@ class TaskState(BaseModel):
     error: ErrorInfo | None = None
     reason: str | None = Field(None, description="why the task is waiting or was skipped")
     usage: Usage = Field(default_factory=Usage)
+    cached: bool = False
     started_at: datetime | None = None
     ended_at: datetime | None = None
 

@@ -110,6 +110,7 @@ async def run_task(
                         plan_dir=env.plan_dir,
                     ),
                     args=args,
+                    cache=spec.cache,
                 ),
                 result_type=ToolResult,
                 activity_id=spec.id,
@@ -122,6 +123,7 @@ async def run_task(
             state.outputs = result.outputs
             state.usage = result.usage
             state.attempts = result.attempt
+            state.cached = result.cached
         state.status = "succeeded"
     except ActivityError as e:
         if isinstance(e.cause, CancelledError):
