@@ -75,10 +75,11 @@ class Tool:
 
 
 class _Progress:
-    """What the running tool last reported; sent with each heartbeat."""
+    """What the running tool last reported; sent (redacted) with each heartbeat."""
 
     def __init__(self) -> None:
         self.details: Any = None
+        self.secrets: dict[str, str] = {}
 
 
 _progress: contextvars.ContextVar[_Progress] = contextvars.ContextVar("towline_progress")
@@ -96,7 +97,7 @@ async def _heartbeat_forever(progress: _Progress) -> None:
         if progress.details is None:
             activity.heartbeat()
         else:
-            activity.heartbeat(progress.details)
+            activity.heartbeat(redact(progress.details, progress.secrets))
         await asyncio.sleep(HEARTBEAT_EVERY)
 
 
@@ -157,8 +158,8 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
     def decorate(fn: ToolFn[In]) -> Tool:
         async def run(call: ToolCall) -> ToolResult:
             info = activity.info()
-            secrets: dict[str, str] = {}
             progress = _Progress()
+            secrets = progress.secrets
             _progress.set(progress)
             beat = asyncio.create_task(_heartbeat_forever(progress))
             try:

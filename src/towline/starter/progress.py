@@ -93,14 +93,18 @@ def transitions(before: RunState | None, after: RunState) -> list[str]:
             }
         )
     for wid, ws in after.workstreams.items():
+        ws_line = []
         if old.get(wid, "pending") != ws.status:
-            lines.append(
+            ws_line.append(
                 f"workstream {wid}: {ws.status}" + (f" ({ws.reason})" if ws.reason else "")
             )
+        task_lines = []
         for tid, t in ws.tasks.items():
             if old.get(f"{wid}.{tid}", "pending") != t.status:
                 note = _task_note(t)
-                lines.append(f"task {wid}.{tid}: {t.status}" + (f" ({note})" if note else ""))
+                task_lines.append(f"task {wid}.{tid}: {t.status}" + (f" ({note})" if note else ""))
+        # A workstream that ended is reported after the tasks that ended it.
+        lines += task_lines + ws_line if ws.status in FINISHED else ws_line + task_lines
     return lines
 
 

@@ -14,7 +14,12 @@ from collections import defaultdict
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    FailureError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from towline.durations import format_duration
@@ -134,7 +139,7 @@ class RunWorkflow:
                 await self._run_child(ws, st)
                 st.status = "succeeded"
         except ChildWorkflowError as e:
-            cancelled = isinstance(e.cause, asyncio.CancelledError)
+            cancelled = isinstance(e.cause, CancelledError)
             st.status = "cancelled" if cancelled else "failed"
             st.reason = str(
                 e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e
