@@ -90,13 +90,7 @@ CONTRACT_PLAN: dict[str, Any] = {
 # Valid plans and short forms
 
 
-def test_contract_plan_is_valid_once_rollback_is_supported(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert problems(CONTRACT_PLAN) == [
-        "workstreams[0].tasks[0].rollback: not supported yet: rollback"
-    ]
-    monkeypatch.delitem(UNSUPPORTED, "rollback")
+def test_the_contract_example_plan_is_valid() -> None:
     spec = valid(CONTRACT_PLAN)
     assert [w.id for w in spec.workstreams] == ["api", "web"]
 
@@ -115,10 +109,11 @@ def test_approval_false_is_allowed() -> None:
     assert approval.required is False
 
 
-def test_approval_short_form_true_is_not_supported_yet() -> None:
-    assert problems(plan(ws("w", echo("a", approval=True)))) == [
-        "workstreams[0].tasks[0].approval: not supported yet: approval"
-    ]
+def test_approval_short_form_true_means_required() -> None:
+    spec = valid(plan(ws("w", echo("a", approval=True))))
+    approval = spec.workstreams[0].tasks[0].approval
+    assert approval is not None
+    assert approval.required
 
 
 def test_problem_without_a_path_is_just_its_message() -> None:
@@ -362,14 +357,13 @@ def test_unknown_tool_suggests_the_closest() -> None:
             echo(
                 "b",
                 rollback={"tool": "patch.revrt"},
-                on_failure={"strategy": "fail", "fix": {"tool": "ech"}},
+                on_failure={"strategy": "fix", "fix": {"tool": "ech"}},
             ),
         )
     )
     assert problems(data) == [
         "workstreams[0].tasks[0].tool: unknown tool 'shel' (did you mean 'shell'?)",
         "workstreams[0].tasks[1].on_failure.fix.tool: unknown tool 'ech' (did you mean 'echo'?)",
-        "workstreams[0].tasks[1].rollback: not supported yet: rollback",
         "workstreams[0].tasks[1].rollback.tool: unknown tool 'patch.revrt' "
         "(did you mean 'patch.revert'?)",
     ]
@@ -492,10 +486,7 @@ def test_expression_to_another_workstream_needs_a_dependency() -> None:
     ]
 
 
-def test_a_task_cannot_use_its_own_outputs_but_its_rollback_can(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delitem(UNSUPPORTED, "rollback")
+def test_a_task_cannot_use_its_own_outputs_but_its_rollback_can() -> None:
     task = echo(
         "a",
         **{"with": {"x": "${{ tasks.a.outputs.x }}"}},
@@ -530,8 +521,7 @@ def test_secrets_in_with_are_fine() -> None:
     valid(plan(ws("w", echo("a", **{"with": {"token": "Bearer ${{ secrets.TOKEN }}"}}))))
 
 
-def test_failure_is_only_available_in_a_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(UNSUPPORTED, "on_failure.fix")
+def test_failure_is_only_available_in_a_fix() -> None:
     fix = {"tool": "echo", "with": {"why": "${{ failure.message }}"}}
     data = plan(
         ws(
@@ -550,27 +540,31 @@ def test_failure_is_only_available_in_a_fix(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_unsupported_features_are_reported_where_used() -> None:
     data = plan(
-        ws(
-            "w",
-            echo("a", on_failure="pause"),
-            echo("b", on_failure={"strategy": "fix", "fix": {"tool": "echo"}}),
-            echo("c", on_failure={"strategy": "resolve"}),
-            echo("d", approval={"required": True, "timeout": "48h"}),
-            echo("e", rollback={"tool": "echo"}),
-            echo("f", cache={"ttl": "1h"}),
-            defaults={"on_failure": "pause"},
-        ),
+        ws("w", echo("f", cache={"ttl": "1h"})),
         budget={"max_cost_usd": 5},
     )
     assert problems(data) == [
         "settings.budget: not supported yet: settings.budget",
-        "workstreams[0].defaults.on_failure: not supported yet: on_failure.pause",
-        "workstreams[0].tasks[0].on_failure: not supported yet: on_failure.pause",
-        "workstreams[0].tasks[1].on_failure: not supported yet: on_failure.fix",
-        "workstreams[0].tasks[2].on_failure: not supported yet: on_failure.resolve",
-        "workstreams[0].tasks[3].approval: not supported yet: approval",
-        "workstreams[0].tasks[4].rollback: not supported yet: rollback",
-        "workstreams[0].tasks[5].cache: not supported yet: cache",
+        "workstreams[0].tasks[0].cache: not supported yet: cache",
+    ]
+
+
+def test_recovery_strategies_need_their_own_options() -> None:
+    data = plan(
+        ws(
+            "w",
+            echo("a", on_failure={"strategy": "fix"}),
+            echo("b", on_failure={"strategy": "skip", "fix": {"tool": "echo"}}),
+            echo("c", on_failure={"strategy": "fail", "timeout": "1h"}),
+            echo("d", on_failure={"strategy": "pause", "timeout": "1h", "default": "skip"}),
+        )
+    )
+    assert problems(data) == [
+        "workstreams[0].tasks[0].on_failure: strategy fix needs a fix call: fix: {tool, with}",
+        "workstreams[0].tasks[1].on_failure.fix: fix is used only by the fix and resolve "
+        "strategies",
+        "workstreams[0].tasks[2].on_failure: timeout and default are used only by the pause "
+        "strategy",
     ]
 
 
@@ -582,10 +576,7 @@ def test_a_supported_feature_is_one_entry_away(monkeypatch: pytest.MonkeyPatch) 
 def test_plan_defaults_are_checked_too() -> None:
     data = plan(ws("w", echo("a")))
     data["defaults"] = {"on_failure": {"strategy": "fix", "fix": {"tool": "nope"}}}
-    assert problems(data) == [
-        "defaults.on_failure: not supported yet: on_failure.fix",
-        "defaults.on_failure.fix.tool: unknown tool 'nope'",
-    ]
+    assert problems(data) == ["defaults.on_failure.fix.tool: unknown tool 'nope'"]
 
 
 # Everything at once, and at scale

@@ -11,6 +11,7 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -18,7 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -35,6 +41,8 @@ from towline.workflows.state import (
     PLAN_KEY,
     RUN_WORKFLOW,
     STATUS_KEY,
+    Answer,
+    AnswerRequest,
     RunInput,
     RunState,
     Usage,
@@ -127,10 +135,15 @@ async def get_status(client: Client, run_id: str) -> RunState:
     assert isinstance(run, RunState)
     started = [w for w, s in run.workstreams.items() if s.started_at is not None]
     details = await asyncio.gather(
-        *(_query(client, workstream_workflow_id(run_id, w), WorkstreamState) for w in started)
+        *(_query(client, workstream_workflow_id(run_id, w), WorkstreamState) for w in started),
+        return_exceptions=True,
     )
     usage = Usage()
     for wid, ws in zip(started, details, strict=True):
+        if isinstance(ws, UnknownRun):
+            continue  # its start is under way: the run's own view of it stands
+        if isinstance(ws, BaseException):
+            raise ws
         assert isinstance(ws, WorkstreamState)
         coarse = run.workstreams[wid]
         # The run knows how a workstream ended (e.g. cancelled before it finished its
@@ -168,6 +181,71 @@ async def cancel_run(client: Client, run_id: str) -> None:
         if e.status == RPCStatusCode.NOT_FOUND:
             raise UnknownRun(run_id) from None
         raise
+
+
+class Refused(ValueError):
+    """The run or task cannot take that command now (e.g. it is not waiting for it)."""
+
+
+def _task_ref(ref: str) -> tuple[str, str]:
+    ws, sep, task = ref.partition(".")
+    if not sep or not ws or not task:
+        raise Refused(f"'{ref}' is not a task: give it as workstream.task, e.g. api.apply")
+    return ws, task
+
+
+async def _update(client: Client, workflow_id: str, name: str, arg: object) -> str:
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        return str(await handle.execute_update(name, arg, result_type=str))
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownRun(workflow_id) from None
+        raise
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        raise Refused(getattr(cause, "message", None) or str(cause or e)) from None
+
+
+async def answer(
+    client: Client,
+    run_id: str,
+    task: str,
+    what: Answer,
+    *,
+    by: str | None = None,
+    note: str | None = None,
+) -> str:
+    """Answer a waiting task: approve/reject an approval, retry/skip/abort after a failure.
+
+    ``task`` is ``workstream.task``. The answer is an update on the workstream's workflow,
+    recorded in its history with who gave it and when.
+    """
+    ws, tid = _task_ref(task)
+    status = await get_status(client, run_id)
+    if ws not in status.workstreams:
+        raise Refused(f"run {run_id} has no workstream '{ws}'")
+    if tid not in status.workstreams[ws].tasks:
+        raise Refused(f"workstream {ws} has no task '{tid}'")
+    req = AnswerRequest(task=tid, by=by or _who(), note=note)
+    return await _update(client, workstream_workflow_id(run_id, ws), what, req)
+
+
+async def pause_run(client: Client, run_id: str, *, by: str | None = None) -> str:
+    """Start no new tasks in the run; running ones finish."""
+    return await _update(client, run_id, "pause", by or _who())
+
+
+async def resume_run(client: Client, run_id: str, *, by: str | None = None) -> str:
+    """Start scheduling tasks again."""
+    return await _update(client, run_id, "resume", by or _who())
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "someone"
 
 
 @dataclass(frozen=True)

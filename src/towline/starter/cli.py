@@ -106,6 +106,25 @@ def _parser() -> argparse.ArgumentParser:
     li.add_argument("--json", action="store_true")
     c = cmd("cancel", "cancel a run: running tools are stopped, their processes killed", conn)
     c.add_argument("run_id", metavar="RUN")
+    for name, what in (
+        ("approve", "approve a task waiting for approval"),
+        ("reject", "reject a task waiting for approval (it fails)"),
+        ("skip", "skip a failed task waiting for an operator"),
+        ("abort", "fail a task waiting for an operator"),
+        ("retry", "retry a failed task waiting for an operator"),
+    ):
+        a = cmd(name, what, conn)
+        a.add_argument("run_id", metavar="RUN")
+        a.add_argument("task", metavar="TASK", help="workstream.task")
+        a.add_argument("--note", help="a note recorded with the answer")
+        a.add_argument("--by", help="who answers (default: your user name)")
+    for name, what in (
+        ("pause", "stop starting new tasks; running ones finish"),
+        ("resume", "start scheduling tasks again"),
+    ):
+        pr = cmd(name, what, conn)
+        pr.add_argument("run_id", metavar="RUN")
+        pr.add_argument("--by", help="who does it (default: your user name)")
     t = cmd("tools", "the tools, with their input schemas")
     t.add_argument("--json", action="store_true")
     return p
@@ -383,7 +402,30 @@ async def _tools(args: argparse.Namespace) -> int:
     return OK
 
 
+async def _answer(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    done = await api.answer(
+        client, args.run_id, args.task, args.command, by=args.by, note=args.note
+    )
+    _out().print(done)
+    return OK
+
+
+async def _pause(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    change = api.pause_run if args.command == "pause" else api.resume_run
+    _out().print(await change(client, args.run_id, by=args.by))
+    return OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "approve": _answer,
+    "reject": _answer,
+    "skip": _answer,
+    "abort": _answer,
+    "retry": _answer,
+    "pause": _pause,
+    "resume": _pause,
     "up": _up,
     "down": _down,
     "dev": _dev,
@@ -414,7 +456,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except PlanError as e:
         err.print(str(e), markup=False)
         return BAD_INPUT
-    except (api.UnknownRun, api.RunExists, UsageError) as e:
+    except (api.UnknownRun, api.RunExists, api.Refused, UsageError) as e:
         err.print(f"towline: {e}", markup=False)
         return BAD_INPUT
     except ServerUnreachable as e:

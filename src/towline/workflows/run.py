@@ -64,6 +64,8 @@ class RunWorkflow:
         self._coroutines: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._telling: set[asyncio.Task[None]] = set()
+        self._paused_by: str | None = None
+        self._waiting: dict[str, list[str]] = {}
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunState:
@@ -89,9 +91,12 @@ class RunWorkflow:
             raise
         else:
             failed = [wid for wid, w in st.workstreams.items() if w.status == "failed"]
-            if failed:
-                st.reason = f"workstream {', '.join(failed)} failed"
-            await self._finish("failed" if failed else "succeeded")
+            undone = [wid for wid, w in st.workstreams.items() if w.status == "rolled_back"]
+            if failed or undone:
+                st.reason = f"workstream {', '.join(failed + undone)} failed"
+                if undone:
+                    st.reason += f" ({', '.join(undone)} rolled back)"
+            await self._finish("failed" if failed else "rolled_back" if undone else "succeeded")
         await workflow.wait_condition(workflow.all_handlers_finished)
         if st.status != "succeeded":
             raise ApplicationError(
@@ -100,12 +105,31 @@ class RunWorkflow:
         return st
 
     async def _finish(self, status: Status) -> None:
-        self._state.status = status
+        self._set_status(status)
         self._state.ended_at = workflow.now()
+
+    def _set_status(self, status: Status) -> None:
+        """Change the run's status, and its ``TowlineStatus`` search attribute with it."""
+        if status == self._state.status:
+            return
+        self._state.status = status
         # Kept current when the run was started with it (servers without towline's
         # search attributes, such as the time-skipping test server, start runs without).
         if workflow.info().typed_search_attributes.get(STATUS_KEY) is not None:
             workflow.upsert_search_attributes([STATUS_KEY.value_set(status)])
+
+    def _refresh_status(self) -> None:
+        """``waiting`` while paused or while any task waits for a person; else ``running``."""
+        if self._state.status in FINISHED:
+            return
+        waiting = [f"{ws}.{w}" for ws, ws_waits in self._waiting.items() for w in ws_waits]
+        if self._paused_by is not None:
+            self._state.reason = f"paused by {self._paused_by}"
+        elif waiting:
+            self._state.reason = "waiting: " + ", ".join(waiting[:5])
+        else:
+            self._state.reason = None
+        self._set_status("waiting" if self._paused_by is not None or waiting else "running")
 
     async def _stop(self, reason: str) -> None:
         """Cancel running workstreams; those not started end ``cancelled``."""
@@ -140,7 +164,10 @@ class RunWorkflow:
                 st.status = "succeeded"
         except ChildWorkflowError as e:
             cancelled = isinstance(e.cause, CancelledError)
-            st.status = "cancelled" if cancelled else "failed"
+            undone = (
+                isinstance(e.cause, ApplicationError) and e.cause.type == "WorkstreamRolledBack"
+            )
+            st.status = "cancelled" if cancelled else "rolled_back" if undone else "failed"
             st.reason = str(
                 e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e
             )
@@ -148,9 +175,12 @@ class RunWorkflow:
             st.status = "cancelled"
             st.reason = st.reason or "the run was cancelled"
         st.ended_at = workflow.now()
+        self._waiting.pop(ws.id, None)
+        self._refresh_status()
         self._settle_exports(ws.id)
         policy = self._inp.plan.settings.failure_policy or "fail_fast"
-        if st.status == "failed" and policy == "fail_fast" and not self._stopping:
+        failed = st.status in ("failed", "rolled_back")
+        if failed and policy == "fail_fast" and not self._stopping:
             await self._stop(f"workstream {ws.id} failed")
 
     async def _run_child(self, ws: WorkstreamSpec, st: WorkstreamState) -> None:
@@ -166,6 +196,7 @@ class RunWorkflow:
             WorkstreamInput(
                 run_id=self._inp.run_id,
                 plan_dir=self._inp.plan_dir,
+                plan=plan.name,
                 spec=ws,
                 plan_defaults=plan.defaults,
                 max_parallel=ws.settings.max_parallel
@@ -176,6 +207,8 @@ class RunWorkflow:
                 or "fail_fast",
                 exports=sorted(self._exports[ws.id]),
                 upstream=upstream,
+                paused=self._paused_by is not None,
+                rollback=ws.settings.rollback or plan.settings.rollback or "auto",
             ),
             id=workstream_workflow_id(self._inp.run_id, ws.id),
             result_type=WorkstreamState,
@@ -218,6 +251,51 @@ class RunWorkflow:
                 tell = asyncio.create_task(self._tell(ws_id, ref))
                 self._telling.add(tell)
                 tell.add_done_callback(self._telling.discard)
+
+    @workflow.signal(name="workstream_waiting")
+    def workstream_waiting(self, ws_id: str, waiting: list[str]) -> None:
+        """A workstream reports the tasks that wait for a person (or budget, or breaker)."""
+        ws = self._state.workstreams[ws_id]
+        if ws.status in FINISHED:
+            return
+        self._waiting[ws_id] = waiting
+        ws.status = "waiting" if waiting else "running"
+        ws.reason = ", ".join(waiting) if waiting else None
+        self._refresh_status()
+
+    @workflow.update(name="pause")
+    async def pause(self, by: str) -> str:
+        """Start no new tasks anywhere in the run; running ones finish."""
+        self._paused_by = by
+        await self._tell_children("pause", by)
+        self._refresh_status()
+        return f"run {self._inp.run_id} paused"
+
+    @pause.validator
+    def _pause_ok(self, by: str) -> None:
+        if self._state.status in FINISHED:
+            raise ValueError(f"run {self._inp.run_id} has already {self._state.status}")
+
+    @workflow.update(name="resume")
+    async def resume(self, by: str) -> str:
+        """Start scheduling tasks again after a pause."""
+        self._paused_by = None
+        await self._tell_children("resume", by)
+        self._refresh_status()
+        return f"run {self._inp.run_id} resumed"
+
+    @resume.validator
+    def _resume_ok(self, by: str) -> None:
+        if self._state.status in FINISHED:
+            raise ValueError(f"run {self._inp.run_id} has already {self._state.status}")
+
+    async def _tell_children(self, signal: str, arg: str) -> None:
+        for ws_id, child in self._children.items():
+            if self._state.workstreams[ws_id].status not in FINISHED:
+                try:
+                    await child.signal(signal, arg)
+                except FailureError:
+                    workflow.logger.info("workstream %s ended before it heard %s", ws_id, signal)
 
     @workflow.query(name="status")
     def status(self) -> RunState:

@@ -36,6 +36,31 @@ Duration = Annotated[
     ),
 ]
 
+
+def _duration_or_auto(value: Any) -> timedelta | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise ValueError(f"{e}; or auto, to take it from the run history") from None
+
+
+# A task's timeout: a duration, or "auto", which the starter turns into one from the run
+# history before the run starts (towline.estimates); workflows never see "auto".
+TaskTimeout = Annotated[
+    timedelta | Literal["auto"],
+    BeforeValidator(_duration_or_auto),
+    PlainSerializer(lambda v: v if v == "auto" else format_duration(v), return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^((\d+(\.\d+)?(ms|s|m|h|d|w))+|auto)$",
+            "examples": ["90s", "10m", "auto"],
+        }
+    ),
+]
+
 Identifier = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", min_length=1, max_length=100)
 ]
@@ -104,18 +129,33 @@ class CacheSpec(_Model):
 
 
 class RepoSpec(_Model):
-    """Where a workstream's tasks run: a local path, or a git URL and ref."""
+    """Where a workstream's tasks run: a copy of a local path, or a clone of a git URL.
 
-    path: str | None = None
-    url: str | None = None
-    ref: str | None = None
+    Either way the tasks work in a workspace of their own (docs/workspaces.md), so two
+    runs on one repository never touch each other or the user's checkout.
+    """
+
+    path: str | None = Field(
+        None,
+        description="a local folder, relative to the plan's folder; a git repository is "
+        "cloned, any other folder copied",
+    )
+    url: str | None = Field(None, description="a git URL to clone (https, ssh, file://, ...)")
+    ref: str | None = Field(
+        None,
+        description="the branch, tag or commit to start from; default: the repository's "
+        "HEAD (for a path: its checked-out commit)",
+    )
+    keep: Literal["always", "on_failure", "never"] = Field(
+        "on_failure",
+        description="when to keep the workspace after the workstream ends: always, "
+        "on_failure (removed when it succeeded) or never",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RepoSpec:
         if (self.path is None) == (self.url is None):
             raise ValueError("give exactly one of 'path' or 'url'")
-        if self.ref is not None and self.url is None:
-            raise ValueError("'ref' goes with 'url'")
         return self
 
 
@@ -124,14 +164,46 @@ class BudgetSpec(_Model):
     max_tokens: int | None = Field(None, ge=0)
 
 
+class BreakerSpec(_Model):
+    """Circuit breakers for the targets the plan's tools call (a command, a host).
+
+    After ``failures`` consecutive failed tasks on one target, its breaker opens: tasks on
+    that target wait for ``cooldown``, then one probe task tests it. ``breaker: false``
+    turns breakers off for the plan (its tasks neither wait for nor feed them).
+    """
+
+    enabled: bool = True
+    failures: int = Field(5, ge=1, le=1000, description="consecutive failures that open it")
+    cooldown: Duration = Field(
+        timedelta(minutes=5), description="how long it stays open before a probe, e.g. 5m"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _positive_cooldown(self) -> BreakerSpec:
+        if self.cooldown <= timedelta(0):
+            raise ValueError("cooldown must be longer than 0s")
+        return self
+
+
 class WorkstreamSettings(_Model):
     max_parallel: int | None = Field(None, ge=1, le=10_000)
     failure_policy: FailurePolicy | None = None
+    rollback: Literal["auto", "manual"] | None = Field(
+        None,
+        description="auto (default): a failed or cancelled workstream runs its rollbacks; "
+        "manual: only `towline rollback RUN` does",
+    )
 
 
 class PlanSettings(WorkstreamSettings):
     timeout: Duration | None = Field(None, description="whole-run limit, e.g. 72h")
     budget: BudgetSpec | None = None
+    breaker: BreakerSpec = BreakerSpec()
 
 
 class Defaults(_Model):
@@ -148,7 +220,9 @@ class TaskSpec(_Model):
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     needs: list[str] = Field(default_factory=list)
     priority: int = 0
-    timeout: Duration | None = Field(None, description="one attempt's limit, e.g. 10m")
+    timeout: TaskTimeout | None = Field(
+        None, description="one attempt's limit, e.g. 10m; auto: from the run history"
+    )
     retry: RetrySpec | None = None
     on_failure: OnFailureSpec | None = None
     approval: ApprovalSpec | None = None

@@ -52,10 +52,36 @@ class ErrorInfo(BaseModel):
     output: str | None = Field(None, description="the tail of what the tool printed")
 
 
+WaitingFor = Literal["approval", "operator", "budget", "breaker"]
+Answer = Literal["approve", "reject", "retry", "skip", "abort"]
+
+
+class Decision(BaseModel):
+    """A person's answer to a waiting task (or the default applied at a timeout)."""
+
+    answer: Answer
+    by: str
+    at: datetime
+    note: str | None = None
+
+
+class AnswerRequest(BaseModel):
+    """An answer to a waiting task, as sent by ``towline approve|reject|retry|skip|abort``."""
+
+    task: str
+    by: str = "someone"
+    note: str | None = None
+
+
 class TaskState(BaseModel):
     tool: str
     status: Status = "pending"
+    waiting_for: WaitingFor | None = None
     attempts: int = 0
+    runs: int = Field(0, description="times the tool was called (operator retries, fixes)")
+    fixes: int = 0
+    decisions: list[Decision] = Field(default_factory=list)
+    rollback_error: ErrorInfo | None = None
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: ErrorInfo | None = None
     reason: str | None = Field(None, description="why the task is waiting or was skipped")
@@ -107,6 +133,7 @@ class RunInput(BaseModel):
 class WorkstreamInput(BaseModel):
     run_id: str
     plan_dir: str
+    plan: str = Field("", description="the plan's name")
     spec: WorkstreamSpec
     plan_defaults: Defaults
     max_parallel: int
@@ -119,3 +146,5 @@ class WorkstreamInput(BaseModel):
     )
     carry: WorkstreamState | None = Field(None, description="state kept across continue-as-new")
     workspace: str | None = None
+    paused: bool = False
+    rollback: Literal["auto", "manual"] = "auto"

@@ -1,16 +1,20 @@
 """The task lifecycle, run inside its workstream's workflow.
 
-A task evaluates its ``if:``, resolves the expressions in its ``with``, and calls its tool:
-an activity with the task's timeout and retry policy (Temporal does the retrying), or a
-durable timer for ``wait``. The outcome lands in the task's :class:`TaskState`.
+A task evaluates its ``if:``, waits for its approval, resolves the expressions in its
+``with``, and calls its tool: an activity with the task's timeout and retry policy
+(Temporal does the retrying), or a durable timer for ``wait``. A call that failed for good
+goes to the task's recovery strategy (``on_failure``). Every wait for a person is a durable
+``wait_condition`` (with a timer when it has a timeout): a worker crash loses no decision.
+The outcome lands in the task's :class:`TaskState`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,8 +32,15 @@ from towline.activities.base import ToolCall, ToolContext, ToolResult
 from towline.durations import parse_duration
 from towline.errors import CATEGORIES, NON_RETRYABLE, hint_for
 from towline.workflows import expressions
-from towline.workflows.spec import DEFAULT_TIMEOUT, Defaults, RetrySpec, TaskSpec
-from towline.workflows.state import ErrorInfo, TaskState
+from towline.workflows.spec import (
+    DEFAULT_TIMEOUT,
+    Defaults,
+    FailurePolicy,
+    OnFailureSpec,
+    RetrySpec,
+    TaskSpec,
+)
+from towline.workflows.state import Decision, ErrorInfo, Status, TaskState, WaitingFor
 
 # A tool heartbeats every second while it runs; a worker that stops doing so has died,
 # and the attempt is retried elsewhere after this long.
@@ -46,11 +57,21 @@ class TaskEnv:
     workspace: str
     plan_dir: str
     defaults: tuple[Defaults, ...]  # the workstream's, then the plan's
+    plan: str = ""  # the plan's name
+    failure_policy: FailurePolicy = "fail_fast"
 
 
 def attempt_timeout(spec: TaskSpec, env: TaskEnv) -> timedelta:
-    if spec.timeout is not None:
+    if isinstance(spec.timeout, timedelta):
         return spec.timeout
+    if spec.timeout == "auto":
+        # towline.starter.api.start_run turns auto into a duration from the run history.
+        raise ApplicationError(
+            f"task {env.workstream}.{spec.id}: timeout 'auto' reached the workflow unresolved; "
+            "start runs with towline's starter (towline run, or starter.api.start_run)",
+            type="validation",
+            non_retryable=True,
+        )
     for d in env.defaults:
         if d.timeout is not None:
             return d.timeout
@@ -66,6 +87,16 @@ def retry_spec(spec: TaskSpec, env: TaskEnv) -> RetrySpec:
     return RetrySpec()
 
 
+def on_failure(spec: TaskSpec, env: TaskEnv) -> OnFailureSpec:
+    if spec.on_failure is not None:
+        return spec.on_failure
+    for d in env.defaults:
+        if d.on_failure is not None:
+            return d.on_failure
+    # failure_policy: pause makes every task without a strategy wait for an operator.
+    return OnFailureSpec(strategy="pause" if env.failure_policy == "pause" else "fail")
+
+
 def retry_policy(retry: RetrySpec) -> RetryPolicy:
     return RetryPolicy(
         maximum_attempts=retry.max_attempts,
@@ -76,68 +107,228 @@ def retry_policy(retry: RetrySpec) -> RetryPolicy:
     )
 
 
+class TaskControl(Protocol):
+    """What the workstream offers a running task: waiting for people, and answers."""
+
+    def set_waiting(self, tid: str, waiting_for: WaitingFor | None, reason: str | None) -> None: ...
+
+    async def answer(
+        self, tid: str, answers: frozenset[str], timeout: timedelta | None
+    ) -> Decision | None: ...
+
+
+APPROVAL_ANSWERS = frozenset({"approve", "reject"})
+OPERATOR_ANSWERS = frozenset({"retry", "skip", "abort"})
+
+
 async def run_task(
-    spec: TaskSpec, state: TaskState, env: TaskEnv, scope: expressions.Scope
+    spec: TaskSpec, state: TaskState, env: TaskEnv, scope: expressions.Scope, ctl: TaskControl
 ) -> None:
-    """Run one task to a final status in ``state``. Only cancellation propagates."""
+    """Run one task to a final status in ``state``. Only cancellation propagates.
+
+    The order: ``if:``, then approval, then the tool (Temporal retries each call by the
+    task's retry policy); a call that failed for good goes to the ``on_failure`` strategy,
+    which may pause for an operator, run a fix call and try again, skip, or fail.
+    """
     state.started_at = workflow.now()
     try:
         if spec.if_ is not None and not expressions.evaluate(spec.if_, scope):
-            state.status = "skipped"
-            state.reason = f"condition is false: {spec.if_}"
-            state.ended_at = workflow.now()
+            _end(state, "skipped", reason=f"condition is false: {spec.if_}")
             return
-        args = expressions.resolve(spec.with_, scope)
+        if spec.approval is not None and spec.approval.required:
+            decision = await _approval(spec, state, ctl, env)
+            if decision.answer == "reject":
+                note = f": {decision.note}" if decision.note else ""
+                error = ErrorInfo(
+                    category="cancelled",
+                    message=f"rejected by {decision.by}{note}",
+                    hint="the task was not approved; retry the run to ask again",
+                )
+                _end(state, "failed", error=error)
+                return
+        await _run_with_recovery(spec, state, env, scope, ctl)
     except expressions.ExpressionError as e:
-        _fail(state, ErrorInfo(category="validation", message=str(e)), attempts=0)
-        state.ended_at = workflow.now()
+        _end(state, "failed", error=ErrorInfo(category="validation", message=str(e)))
+    except asyncio.CancelledError:
+        ctl.set_waiting(spec.id, None, None)
+        _end(state, "cancelled")
+        raise
+
+
+async def _approval(spec: TaskSpec, state: TaskState, ctl: TaskControl, env: TaskEnv) -> Decision:
+    approval = spec.approval
+    assert approval is not None
+    ref = f"{env.workstream}.{spec.id}"
+    ctl.set_waiting(
+        spec.id, "approval", f"waiting for approval: towline approve|reject {env.run_id} {ref}"
+    )
+    decision = await ctl.answer(spec.id, APPROVAL_ANSWERS, approval.timeout)
+    if decision is None:
+        decision = Decision(
+            answer=approval.on_timeout, by="timeout", at=workflow.now(), note="no answer in time"
+        )
+    state.decisions.append(decision)
+    ctl.set_waiting(spec.id, None, None)
+    return decision
+
+
+async def _run_with_recovery(
+    spec: TaskSpec, state: TaskState, env: TaskEnv, scope: expressions.Scope, ctl: TaskControl
+) -> None:
+    strategy = on_failure(spec, env)
+    while True:
+        args = expressions.resolve(spec.with_, scope)
+        state.status, state.error, state.reason = "running", None, None
+        state.runs += 1
+        error = await _call(spec.tool, args, spec, state, env, label=spec.tool, main=True)
+        if error is None:
+            _end(state, "succeeded")
+            return
+        state.error = error
+        kind = strategy.strategy
+        if kind == "skip":
+            _end(state, "skipped", reason=f"failed ({error.category}), skipped by on_failure")
+            return
+        if kind == "pause":
+            answer = await _operator(spec, state, env, ctl, strategy)
+            if answer == "retry":
+                continue
+            if answer == "skip":
+                _end(state, "skipped", reason="skipped by an operator after it failed")
+            else:
+                _end(state, "failed", error=error)
+            return
+        if kind in ("fix", "resolve") and strategy.fix is not None:
+            if kind == "resolve" and error.category != "conflict":
+                _end(state, "failed", error=error)
+                return
+            if state.fixes >= strategy.max_fixes:
+                error.message += f" (still failing after {state.fixes} fix(es))"
+                _end(state, "failed", error=error)
+                return
+            state.fixes += 1
+            fix_scope = dataclasses.replace(
+                scope,
+                failure={
+                    "category": error.category,
+                    "message": error.message,
+                    "output": error.output or "",
+                },
+            )
+            fix_args = expressions.resolve(strategy.fix.with_, fix_scope)
+            fix_error = await _call(
+                strategy.fix.tool, fix_args, spec, state, env, label=f"fix {state.fixes}"
+            )
+            if fix_error is not None:
+                error.message += f"; the fix call failed: {fix_error.message}"
+                _end(state, "failed", error=error)
+                return
+            continue
+        _end(state, "failed", error=error)
         return
-    state.status = "running"
+
+
+async def _operator(
+    spec: TaskSpec, state: TaskState, env: TaskEnv, ctl: TaskControl, strategy: OnFailureSpec
+) -> str:
+    ref = f"{env.workstream}.{spec.id}"
+    state.status = "waiting"
+    ctl.set_waiting(
+        spec.id,
+        "operator",
+        f"failed; waiting for an operator: towline retry|skip|abort {env.run_id} {ref}",
+    )
+    decision = await ctl.answer(spec.id, OPERATOR_ANSWERS, strategy.timeout)
+    if decision is None:
+        decision = Decision(
+            answer=strategy.default or "abort",
+            by="timeout",
+            at=workflow.now(),
+            note="no answer in time",
+        )
+    state.decisions.append(decision)
+    ctl.set_waiting(spec.id, None, None)
+    return decision.answer
+
+
+async def _call(
+    tool: str,
+    args: dict[str, Any],
+    spec: TaskSpec,
+    state: TaskState,
+    env: TaskEnv,
+    *,
+    label: str,
+    main: bool = False,
+) -> ErrorInfo | None:
+    """Call a tool for the task; None on success, else why it failed for good."""
     retry = retry_spec(spec, env)
     try:
-        if spec.tool in WORKFLOW_TOOLS:
+        if tool in WORKFLOW_TOOLS:
             await _run_in_workflow(spec, args)
-            state.attempts = 1
-        else:
-            result = await workflow.execute_activity(
-                spec.tool,
-                ToolCall(
-                    context=ToolContext(
-                        run_id=env.run_id,
-                        workstream=env.workstream,
-                        task=spec.id,
-                        workspace=env.workspace,
-                        plan_dir=env.plan_dir,
-                    ),
-                    args=args,
-                    cache=spec.cache,
+            if main:
+                state.attempts = 1
+            return None
+        result = await workflow.execute_activity(
+            tool,
+            ToolCall(
+                context=ToolContext(
+                    run_id=env.run_id,
+                    workstream=env.workstream,
+                    task=spec.id,
+                    workspace=env.workspace,
+                    plan_dir=env.plan_dir,
+                    plan=env.plan,
                 ),
-                result_type=ToolResult,
-                activity_id=spec.id,
-                summary=f"{spec.id}: {spec.tool}",
-                start_to_close_timeout=attempt_timeout(spec, env),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=retry_policy(retry),
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-            state.outputs = result.outputs
-            state.usage = result.usage
-            state.attempts = result.attempt
-            state.cached = result.cached
-        state.status = "succeeded"
+                args=args,
+                cache=spec.cache if main else None,
+            ),
+            result_type=ToolResult,
+            activity_id=_activity_id(spec.id, state, label, main),
+            summary=f"{spec.id}: {tool}" if main else f"{spec.id}: {label} ({tool})",
+            start_to_close_timeout=attempt_timeout(spec, env),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=retry_policy(retry),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
     except ActivityError as e:
         if isinstance(e.cause, CancelledError):
-            state.status = "cancelled"
-            state.ended_at = workflow.now()
             raise asyncio.CancelledError from e
         error, attempts, outputs = _failure(e, retry.max_attempts)
-        state.outputs = outputs
-        _fail(state, error, attempts=attempts)
-    except asyncio.CancelledError:
-        state.status = "cancelled"
-        state.ended_at = workflow.now()
-        raise
-    state.ended_at = workflow.now()
+        if main:
+            state.outputs, state.attempts = outputs, attempts
+        return error
+    state.usage = state.usage.add(result.usage)
+    if main:
+        state.outputs = result.outputs
+        state.attempts = result.attempt
+        state.cached = result.cached
+    return None
+
+
+def _activity_id(tid: str, state: TaskState, label: str, main: bool) -> str:
+    """Readable, unique activity ids: ``apply``, ``apply#2``, ``apply.fix1``."""
+    if main:
+        return tid if state.runs <= 1 else f"{tid}#{state.runs}"
+    return f"{tid}.{label.replace(' ', '')}"
+
+
+async def rollback_task(
+    spec: TaskSpec, state: TaskState, env: TaskEnv, scope: expressions.Scope
+) -> None:
+    """Run a succeeded task's ``rollback:`` call; it ends ``rolled_back`` if that worked."""
+    if spec.rollback is None or state.status != "succeeded":
+        return
+    try:
+        args = expressions.resolve(spec.rollback.with_, scope)
+    except expressions.ExpressionError as e:
+        state.rollback_error = ErrorInfo(category="validation", message=str(e))
+        return
+    error = await _call(spec.rollback.tool, args, spec, state, env, label="rollback")
+    if error is None:
+        state.status, state.reason = "rolled_back", "rolled back"
+    else:
+        state.rollback_error = error
 
 
 async def _run_in_workflow(spec: TaskSpec, args: dict[str, Any]) -> None:
@@ -145,10 +336,16 @@ async def _run_in_workflow(spec: TaskSpec, args: dict[str, Any]) -> None:
         await workflow.sleep(parse_duration(args["for"]), summary=f"{spec.id}: wait")
 
 
-def _fail(state: TaskState, error: ErrorInfo, *, attempts: int) -> None:
-    state.status = "failed"
-    state.error = error
-    state.attempts = attempts
+def _end(
+    state: TaskState, status: Status, *, reason: str | None = None, error: ErrorInfo | None = None
+) -> None:
+    state.status = status
+    state.waiting_for = None
+    if reason is not None:
+        state.reason = reason
+    if error is not None:
+        state.error = error
+    state.ended_at = workflow.now()
 
 
 def _failure(err: ActivityError, max_attempts: int) -> tuple[ErrorInfo, int, dict[str, Any]]:

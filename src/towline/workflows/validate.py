@@ -43,11 +43,6 @@ class Problem:
 # Features the plan format has but towline does not run yet: feature -> what triggers it.
 # A plan that uses one is rejected; delete the entry when the feature lands.
 UNSUPPORTED: dict[str, str] = {
-    "on_failure.pause": "on_failure: pause (in a task or in defaults)",
-    "on_failure.fix": "on_failure: fix (in a task or in defaults)",
-    "on_failure.resolve": "on_failure: resolve (in a task or in defaults)",
-    "approval": "approval with required: true",
-    "rollback": "a task's rollback",
     "cache": "a task's cache",
     "settings.budget": "the plan's settings.budget",
 }
@@ -574,6 +569,12 @@ class _Checker:
     def _check_on_failure(self, path: str, spec: OnFailureSpec, call: _Call | None) -> None:
         if spec.strategy in ("pause", "fix", "resolve"):
             self._unsupported(path, f"on_failure.{spec.strategy}")
+        if spec.strategy in ("fix", "resolve") and spec.fix is None:
+            self._add(path, f"strategy {spec.strategy} needs a fix call: fix: {{tool, with}}")
+        if spec.strategy not in ("fix", "resolve") and spec.fix is not None:
+            self._add(f"{path}.fix", "fix is used only by the fix and resolve strategies")
+        if spec.strategy != "pause" and (spec.timeout is not None or spec.default is not None):
+            self._add(path, "timeout and default are used only by the pause strategy")
         if spec.fix is not None:
             fix = _Call(f"{path}.fix", call.ws if call else "", call.node if call else -1)
             self._check_tool_call(fix, spec.fix, own=True, failure=True)

@@ -22,12 +22,16 @@ with workflow.unsafe.imports_passed_through():
     from towline.workflows.state import (
         FINISHED,
         WORKSTREAM_WORKFLOW,
+        Answer,
+        AnswerRequest,
+        Decision,
         TaskState,
         TaskView,
+        WaitingFor,
         WorkstreamInput,
         WorkstreamState,
     )
-    from towline.workflows.task import TaskEnv, run_task
+    from towline.workflows.task import TaskEnv, rollback_task, run_task
 
 # Continue-as-new well before Temporal's 10k-event history guidance; each task costs
 # about 6 events (activity scheduled, started, completed, and workflow task events).
@@ -58,6 +62,11 @@ class WorkstreamWorkflow:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._changed = False
+        self._paused = inp.paused
+        # Answers people gave, and which answers each waiting task accepts right now.
+        self._answers: dict[str, Decision] = {}
+        self._accepting: dict[str, frozenset[str]] = {}
+        self._waiting_told: tuple[str, ...] = ()
 
     @workflow.run
     async def run(self, inp: WorkstreamInput) -> WorkstreamState:
@@ -83,12 +92,16 @@ class WorkstreamWorkflow:
             workstream=inp.spec.id,
             workspace=workspace,
             plan_dir=inp.plan_dir,
+            plan=inp.plan,
             defaults=(inp.spec.defaults, inp.plan_defaults),
+            failure_policy=inp.failure_policy,
         )
         try:
             continue_as_new = await self._schedule(env)
         except asyncio.CancelledError:
             await self._stop_all("the run was cancelled")
+            if inp.rollback == "auto":
+                await self._roll_back(env)
             st.status, st.ended_at = "cancelled", workflow.now()
             await self._report_exports()
             raise
@@ -100,24 +113,42 @@ class WorkstreamWorkflow:
                     update={"carry": st, "upstream": self._upstream, "workspace": workspace}
                 )
             )
-        st.status = (
-            "failed" if any(t.status == "failed" for t in st.tasks.values()) else "succeeded"
-        )
+        failed = [
+            f"{tid} ({t.error.category if t.error else 'failed'})"
+            for tid, t in st.tasks.items()
+            if t.status == "failed"
+        ]
+        st.status = "failed" if failed else "succeeded"
+        if failed and inp.rollback == "auto" and await self._roll_back(env):
+            st.status = "rolled_back"
         st.ended_at = workflow.now()
         await self._report_exports()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if st.status == "failed":
-            failed = [
-                f"{tid} ({t.error.category if t.error else 'failed'})"
-                for tid, t in st.tasks.items()
-                if t.status == "failed"
-            ]
+        if failed:
+            done = ", rolled back" if st.status == "rolled_back" else ""
             raise ApplicationError(
-                f"workstream {inp.spec.id} failed: {', '.join(failed)}",
-                type="WorkstreamFailed",
+                f"workstream {inp.spec.id} failed: {', '.join(failed)}{done}",
+                {"status": st.status},
+                type="WorkstreamRolledBack" if st.status == "rolled_back" else "WorkstreamFailed",
                 non_retryable=True,
             )
         return st
+
+    async def _roll_back(self, env: TaskEnv) -> bool:
+        """The saga: undo succeeded tasks that have a ``rollback:``, newest first.
+
+        Returns True when at least one rollback ran and none failed.
+        """
+        done = [
+            tid
+            for tid, t in self._state.tasks.items()
+            if t.status == "succeeded" and self._specs[tid].rollback is not None
+        ]
+        done.sort(key=lambda tid: self._state.tasks[tid].ended_at or workflow.now(), reverse=True)
+        for tid in done:
+            scope = self._scope(env)
+            await rollback_task(self._specs[tid], self._state.tasks[tid], env, scope)
+        return bool(done) and all(self._state.tasks[tid].rollback_error is None for tid in done)
 
     async def _schedule(self, env: TaskEnv) -> bool:
         """Run tasks until all are finished; True when it is time to continue-as-new."""
@@ -126,7 +157,7 @@ class WorkstreamWorkflow:
             if self._history_is_long():
                 if not self._running:
                     return True
-            elif not self._stopping:
+            elif not self._stopping and not self._paused:
                 while len(self._running) < limit and (tid := self._sched.pop_ready()):
                     self._start(tid, env)
             if not self._running and not self._sched.has_ready() and self._all_settled():
@@ -146,18 +177,20 @@ class WorkstreamWorkflow:
             self._stopping and not self._running
         )
 
+    def _scope(self, env: TaskEnv) -> expressions.Scope:
+        return expressions.Scope(run_id=env.run_id, workstream=env.workstream, lookup=self._lookup)
+
     def _start(self, tid: str, env: TaskEnv) -> None:
-        scope = expressions.Scope(run_id=env.run_id, workstream=env.workstream, lookup=self._lookup)
-        self._running[tid] = asyncio.create_task(self._task(tid, env, scope))
+        self._running[tid] = asyncio.create_task(self._task(tid, env, self._scope(env)))
 
     async def _task(self, tid: str, env: TaskEnv, scope: expressions.Scope) -> None:
         state = self._state.tasks[tid]
         try:
-            await run_task(self._specs[tid], state, env, scope)
+            await run_task(self._specs[tid], state, env, scope, self)
         finally:
             del self._running[tid]
             self._changed = True
-        if state.status == "failed" and self._inp.failure_policy == "fail_fast":
+        if state.status == "failed" and self._inp.failure_policy in ("fail_fast", "pause"):
             await self._stop_all(f"{tid} failed")
         else:
             self._settle(tid)
@@ -219,6 +252,115 @@ class WorkstreamWorkflow:
             return (view.status, view.outputs) if view else None
         t = self._state.tasks.get(ref)
         return (t.status, t.outputs) if t and t.status in FINISHED else None
+
+    # ------------------------------------------------------------ people (TaskControl)
+
+    def set_waiting(self, tid: str, waiting_for: WaitingFor | None, reason: str | None) -> None:
+        t = self._state.tasks[tid]
+        t.waiting_for, t.reason = waiting_for, reason
+        if waiting_for is not None:
+            t.status = "waiting"
+        elif t.status == "waiting":
+            t.status = "running"
+        self._tell_run_waiting()
+
+    async def answer(
+        self, tid: str, answers: frozenset[str], timeout: timedelta | None
+    ) -> Decision | None:
+        self._accepting[tid] = answers
+        try:
+            await workflow.wait_condition(
+                lambda: tid in self._answers, timeout=timeout, timeout_summary=f"{tid}: answer"
+            )
+        except TimeoutError:
+            return None
+        finally:
+            self._accepting.pop(tid, None)
+        return self._answers.pop(tid)
+
+    def _tell_run_waiting(self) -> None:
+        """Let the run know which tasks wait for what, so its status says ``waiting``."""
+        waiting = tuple(
+            f"{tid}: {t.waiting_for}" for tid, t in self._state.tasks.items() if t.waiting_for
+        )
+        if waiting != self._waiting_told:
+            self._waiting_told = waiting
+            run = workflow.get_external_workflow_handle(self._inp.run_id)
+            told = asyncio.create_task(
+                run.signal("workstream_waiting", args=[self._inp.spec.id, list(waiting)])
+            )
+            self._reports[f"waiting#{len(self._reports)}"] = told
+
+    def _accept(self, answer: Answer, req: AnswerRequest) -> str:
+        self._answers[req.task] = Decision(
+            answer=answer, by=req.by, at=workflow.now(), note=req.note
+        )
+        return f"{answer}: {self._inp.spec.id}.{req.task}"
+
+    def _check(self, answer: Answer, req: AnswerRequest) -> None:
+        t = self._state.tasks.get(req.task)
+        if t is None:
+            raise ValueError(f"unknown task '{req.task}' in workstream {self._inp.spec.id}")
+        if answer not in self._accepting.get(req.task, ()) or req.task in self._answers:
+            what = f"waiting for {t.waiting_for}" if t.waiting_for else t.status
+            raise ValueError(f"task {self._inp.spec.id}.{req.task} cannot take '{answer}' ({what})")
+
+    @workflow.update(name="approve")
+    def approve(self, req: AnswerRequest) -> str:
+        """Approve a task waiting for approval: {"task": "deploy", "by": "ana"}."""
+        return self._accept("approve", req)
+
+    @approve.validator
+    def _approve_ok(self, req: AnswerRequest) -> None:
+        self._check("approve", req)
+
+    @workflow.update(name="reject")
+    def reject(self, req: AnswerRequest) -> str:
+        """Reject a task waiting for approval: it fails and does not run."""
+        return self._accept("reject", req)
+
+    @reject.validator
+    def _reject_ok(self, req: AnswerRequest) -> None:
+        self._check("reject", req)
+
+    @workflow.update(name="retry")
+    def retry(self, req: AnswerRequest) -> str:
+        """Run a failed task waiting for an operator again."""
+        return self._accept("retry", req)
+
+    @retry.validator
+    def _retry_ok(self, req: AnswerRequest) -> None:
+        self._check("retry", req)
+
+    @workflow.update(name="skip")
+    def skip(self, req: AnswerRequest) -> str:
+        """Skip a failed task waiting for an operator (its dependents are skipped)."""
+        return self._accept("skip", req)
+
+    @skip.validator
+    def _skip_ok(self, req: AnswerRequest) -> None:
+        self._check("skip", req)
+
+    @workflow.update(name="abort")
+    def abort(self, req: AnswerRequest) -> str:
+        """Fail a task waiting for an operator."""
+        return self._accept("abort", req)
+
+    @abort.validator
+    def _abort_ok(self, req: AnswerRequest) -> None:
+        self._check("abort", req)
+
+    @workflow.signal(name="pause")
+    def pause(self, by: str) -> None:
+        """Start no new tasks until resumed; running ones finish."""
+        self._paused = True
+        self._state.reason = f"paused by {by}"
+
+    @workflow.signal(name="resume")
+    def resume(self, by: str) -> None:
+        self._paused = False
+        self._state.reason = None
+        self._changed = True
 
     @workflow.signal(name="upstream_finished")
     def upstream_finished(self, ref: str, view: TaskView) -> None:
