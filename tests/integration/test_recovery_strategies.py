@@ -356,3 +356,79 @@ async def test_failure_policy_pause_waits_for_an_operator(
     await api.answer(client, rid, "w.gate", "skip")
     final = await api.wait_run(client, rid)
     assert _task(final, "w.gate").status == "skipped"
+
+
+async def test_retry_of_a_failed_run_reuses_succeeded_outputs(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    marker = tmp_path / "fixed"
+    data = plan(
+        ws(
+            "api",
+            sh("build", f"echo build >> {ledger}; echo v1"),
+            sh("gate", f"echo gate >> {ledger}; {_fails_first_time(marker)}", needs=["build"]),
+        ),
+        ws(
+            "web",
+            echo(
+                "use",
+                needs=["api.build"],
+                **{"with": {"v": "${{ tasks.api.build.outputs.stdout }}"}},
+            ),
+            sh("after", f"echo after >> {ledger}", needs=["api.gate"]),
+        ),
+        failure_policy="continue",
+    )
+    rid = await _start(client, task_queue, tmp_path, data)
+    first = await api.wait_run(client, rid)
+    assert first.status == "failed"
+    with pytest.raises(api.Refused):
+        await api.answer(client, rid, "api.x", "retry")  # no such task
+    marker.touch()
+    new_id = await api.retry_run(client, rid, task_queue=task_queue)
+    second = await api.wait_run(client, new_id)
+    assert second.status == "succeeded"
+    assert second.retry_of == rid
+    assert _task(second, "api.build").reason == f"reused from run {rid}"
+    assert _task(second, "web.use").outputs == {"v": "v1\n"}
+    # build ran once in all; the gate ran in both runs; "after" only in the retry.
+    assert ledger.read_text().splitlines() == ["build", "gate", "gate", "after"]
+    with pytest.raises(api.Refused):
+        await api.retry_run(client, new_id, task_queue=task_queue)  # it succeeded
+
+
+async def test_rollback_command_undoes_a_finished_run_newest_first(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+
+    def undoable(tid: str, **extra: object) -> dict:
+        return echo(
+            tid,
+            rollback={
+                "tool": "shell",
+                "with": {"command": ["sh", "-c", f"echo undo {tid} >> {ledger}"]},
+            },
+            **extra,
+        )
+
+    rid = await _start(
+        client,
+        task_queue,
+        tmp_path,
+        plan(
+            ws("a", undoable("one"), undoable("two", needs=["one"])),
+            ws("b", undoable("three"), needs=["a"]),
+        ),
+    )
+    assert (await api.wait_run(client, rid)).status == "succeeded"
+    wid = await api.rollback_run(client, rid, task_queue=task_queue)
+    await client.get_workflow_handle(wid).result()
+    state = await api.get_status(client, rid)
+    assert ledger.read_text().splitlines() == ["undo three", "undo two", "undo one"]
+    assert state.status == "rolled_back"
+    assert _task(state, "a.one").status == "rolled_back"
+    assert state.workstreams["b"].status == "rolled_back"
+    with pytest.raises(api.Refused):
+        await api.rollback_run(client, rid, task_queue=task_queue)  # only once

@@ -34,9 +34,17 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from towline import estimates
 from towline.config import DEFAULT_TASK_QUEUE
+from towline.workflows.rollback import (
+    ROLLBACK_WORKFLOW,
+    RollbackInput,
+    RollbackState,
+    rollback_workflow_id,
+)
 from towline.workflows.spec import PlanSpec
 from towline.workflows.state import (
+    FINISHED,
     LABELS_KEY,
     PLAN_KEY,
     RUN_WORKFLOW,
@@ -45,6 +53,7 @@ from towline.workflows.state import (
     AnswerRequest,
     RunInput,
     RunState,
+    TaskView,
     Usage,
     WorkstreamState,
     workstream_workflow_id,
@@ -83,6 +92,8 @@ async def start_run(
     task_queue: str = DEFAULT_TASK_QUEUE,
     run_id: str | None = None,
     search_attributes: bool = True,
+    retry_of: str | None = None,
+    reuse: dict[str, TaskView] | None = None,
 ) -> str:
     """Start a run of ``plan`` and return its run id (the run workflow's id).
 
@@ -91,10 +102,18 @@ async def start_run(
     """
     rid = run_id or new_run_id(plan.name)
     labels = [f"{k}={v}" for k, v in sorted(plan.labels.items())]
+    # Workflows need concrete durations: `timeout: auto` is settled here, from history.
+    plan = await asyncio.to_thread(estimates.resolve_from_history, plan)
     try:
         await client.start_workflow(
             RUN_WORKFLOW,
-            RunInput(run_id=rid, plan=plan, plan_dir=str(Path(plan_dir).resolve())),
+            RunInput(
+                run_id=rid,
+                plan=plan,
+                plan_dir=str(Path(plan_dir).resolve()),
+                retry_of=retry_of,
+                reuse=reuse or {},
+            ),
             id=rid,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -156,6 +175,8 @@ async def get_status(client: Client, run_id: str) -> RunState:
         )
         usage = usage.add(ws.usage)
     run.usage = usage
+    if run.status in FINISHED:
+        await _apply_rollback(client, run)
     return run
 
 
@@ -171,6 +192,98 @@ async def wait_run(client: Client, run_id: str) -> RunState:
             raise UnknownRun(run_id) from None
         raise
     return await get_status(client, run_id)
+
+
+async def run_input(client: Client, run_id: str) -> RunInput:
+    """The input a run was started with (its plan), read back from its history."""
+    handle = client.get_workflow_handle(run_id)
+    try:
+        async for event in handle.fetch_history_events():
+            started = event.workflow_execution_started_event_attributes
+            values = await client.data_converter.decode(started.input.payloads, [RunInput])
+            return RunInput.model_validate(values[0])
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownRun(run_id) from None
+        raise
+    raise UnknownRun(run_id)
+
+
+async def retry_run(
+    client: Client, run_id: str, *, task_queue: str = DEFAULT_TASK_QUEUE, new_id: str | None = None
+) -> str:
+    """Start a new run, linked to a finished run that did not succeed.
+
+    The new run reuses the recorded outputs of the tasks that succeeded and runs only
+    what failed, was skipped, cancelled or rolled back.
+    """
+    state = await get_status(client, run_id)
+    if state.status not in FINISHED or state.status == "succeeded":
+        raise Refused(
+            f"run {run_id} is {state.status}: only a finished run that did not "
+            "succeed can be retried"
+        )
+    original = await run_input(client, run_id)
+    reuse = dict(original.reuse)
+    for wid, ws in state.workstreams.items():
+        for tid, t in ws.tasks.items():
+            if t.status == "succeeded":
+                reuse[f"{wid}.{tid}"] = TaskView(status="succeeded", outputs=t.outputs)
+    return await start_run(
+        client,
+        original.plan,
+        plan_dir=original.plan_dir,
+        task_queue=task_queue,
+        run_id=new_id,
+        retry_of=run_id,
+        reuse=reuse,
+    )
+
+
+async def rollback_run(client: Client, run_id: str, *, task_queue: str = DEFAULT_TASK_QUEUE) -> str:
+    """Run the rollbacks of a finished run's succeeded tasks, newest first."""
+    state = await get_status(client, run_id)
+    if state.status not in FINISHED:
+        raise Refused(
+            f"run {run_id} is {state.status}: `towline cancel {run_id}` stops it and rolls back "
+            "(with settings.rollback: auto, the default)"
+        )
+    original = await run_input(client, run_id)
+    tasks = {wid: dict(ws.tasks) for wid, ws in state.workstreams.items()}
+    try:
+        await client.start_workflow(
+            ROLLBACK_WORKFLOW,
+            RollbackInput(
+                run_id=run_id, plan=original.plan, plan_dir=original.plan_dir, tasks=tasks
+            ),
+            id=rollback_workflow_id(run_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"rollback of run {run_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        raise Refused(f"run {run_id} has already been rolled back") from None
+    return rollback_workflow_id(run_id)
+
+
+async def _apply_rollback(client: Client, run: RunState) -> None:
+    """Show the outcome of ``towline rollback`` (if any) in a finished run's status."""
+    try:
+        rb = await _query(client, rollback_workflow_id(run.run_id), RollbackState)
+    except UnknownRun:
+        return
+    assert isinstance(rb, RollbackState)
+    for wid, tasks in rb.tasks.items():
+        ws = run.workstreams.get(wid)
+        if ws is None:
+            continue
+        ws.tasks.update(tasks)
+        if any(t.status == "rolled_back" for t in tasks.values()):
+            ws.status = "rolled_back"
+    if rb.status == "rolled_back":
+        run.status, run.reason = "rolled_back", "rolled back by towline rollback"
+    elif rb.status == "failed":
+        run.reason = "towline rollback: a rollback failed"
 
 
 async def cancel_run(client: Client, run_id: str) -> None:

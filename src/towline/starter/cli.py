@@ -115,9 +115,23 @@ def _parser() -> argparse.ArgumentParser:
     ):
         a = cmd(name, what, conn)
         a.add_argument("run_id", metavar="RUN")
-        a.add_argument("task", metavar="TASK", help="workstream.task")
+        if name == "retry":
+            a.description = (
+                "retry RUN TASK: retry a failed task waiting for an operator; "
+                "retry RUN: a new run, linked to a finished failed run, that reuses the "
+                "succeeded tasks' outputs and runs only the rest"
+            )
+            a.add_argument("task", metavar="TASK", nargs="?", help="workstream.task")
+            a.add_argument("--id", dest="new_id", help="the new run's id (retry RUN only)")
+        else:
+            a.add_argument("task", metavar="TASK", help="workstream.task")
         a.add_argument("--note", help="a note recorded with the answer")
         a.add_argument("--by", help="who answers (default: your user name)")
+    rb = cmd(
+        "rollback", "run the rollbacks of a finished run's succeeded tasks, newest first", conn
+    )
+    rb.add_argument("run_id", metavar="RUN")
+    rb.add_argument("--wait", action="store_true", help="wait for the rollbacks to finish")
     for name, what in (
         ("pause", "stop starting new tasks; running ones finish"),
         ("resume", "start scheduling tasks again"),
@@ -404,11 +418,34 @@ async def _tools(args: argparse.Namespace) -> int:
 
 async def _answer(args: argparse.Namespace) -> int:
     client = await _client(args)
+    if args.command == "retry" and args.task is None:
+        rid = await api.retry_run(
+            client, args.run_id, task_queue=args.task_queue, new_id=args.new_id
+        )
+        link = local.web_ui_link(args.address, args.namespace, rid)
+        _out().print(
+            f"started run {rid}, a retry of {args.run_id}\nWeb UI: {link}\n"
+            f"follow it with: towline watch {rid}"
+        )
+        return OK
     done = await api.answer(
         client, args.run_id, args.task, args.command, by=args.by, note=args.note
     )
     _out().print(done)
     return OK
+
+
+async def _rollback(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    wid = await api.rollback_run(client, args.run_id, task_queue=args.task_queue)
+    out = _out()
+    out.print(f"rolling back run {args.run_id} (workflow {wid})")
+    if not args.wait:
+        return OK
+    await client.get_workflow_handle(wid).result()
+    state = await api.get_status(client, args.run_id)
+    _summary(state, local.web_ui_link(args.address, args.namespace, args.run_id), out)
+    return OK if state.status == "rolled_back" else NOT_SUCCEEDED
 
 
 async def _pause(args: argparse.Namespace) -> int:
@@ -424,6 +461,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "skip": _answer,
     "abort": _answer,
     "retry": _answer,
+    "rollback": _rollback,
     "pause": _pause,
     "resume": _pause,
     "up": _up,

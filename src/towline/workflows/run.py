@@ -51,6 +51,7 @@ class RunWorkflow:
             plan=plan.name,
             status="running",
             workstreams={ws.id: WorkstreamState() for ws in plan.workstreams},
+            retry_of=inp.retry_of,
         )
         # Who waits for which "ws.task" of another workstream, and who must report it.
         self._waiting_for = cross_workstream_refs(plan)
@@ -208,6 +209,12 @@ class RunWorkflow:
                 exports=sorted(self._exports[ws.id]),
                 upstream=upstream,
                 paused=self._paused_by is not None,
+                reuse={
+                    ref.split(".", 1)[1]: view
+                    for ref, view in self._inp.reuse.items()
+                    if ref.startswith(f"{ws.id}.")
+                },
+                retry_of=self._inp.retry_of,
                 rollback=ws.settings.rollback or plan.settings.rollback or "auto",
             ),
             id=workstream_workflow_id(self._inp.run_id, ws.id),

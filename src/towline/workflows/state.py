@@ -120,6 +120,7 @@ class RunState(BaseModel):
     workstreams: dict[str, WorkstreamState] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     reason: str | None = None
+    retry_of: str | None = Field(None, description="the failed run this one retries")
     started_at: datetime | None = None
     ended_at: datetime | None = None
 
@@ -128,6 +129,11 @@ class RunInput(BaseModel):
     run_id: str
     plan: PlanSpec
     plan_dir: str
+    retry_of: str | None = None
+    reuse: dict[str, TaskView] = Field(
+        default_factory=dict,
+        description="'ws.task' -> the outputs of tasks that succeeded in the run retried",
+    )
 
 
 class WorkstreamInput(BaseModel):
@@ -148,3 +154,7 @@ class WorkstreamInput(BaseModel):
     workspace: str | None = None
     paused: bool = False
     rollback: Literal["auto", "manual"] = "auto"
+    reuse: dict[str, TaskView] = Field(
+        default_factory=dict, description="task id -> outputs reused from the run retried"
+    )
+    retry_of: str | None = None

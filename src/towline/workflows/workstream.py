@@ -45,7 +45,12 @@ class WorkstreamWorkflow:
         self._inp = inp
         self._specs = {t.id: t for t in inp.spec.tasks}
         self._state = inp.carry or WorkstreamState(
-            tasks={t.id: TaskState(tool=t.tool) for t in inp.spec.tasks}
+            tasks={
+                t.id: _reused(t.tool, inp.reuse[t.id], inp.retry_of)
+                if t.id in inp.reuse
+                else TaskState(tool=t.tool)
+                for t in inp.spec.tasks
+            }
         )
         self._upstream: dict[str, TaskView] = dict(inp.upstream)
         self._sched = Scheduler([Node(t.id, tuple(t.needs), t.priority) for t in inp.spec.tasks])
@@ -96,6 +101,9 @@ class WorkstreamWorkflow:
             defaults=(inp.spec.defaults, inp.plan_defaults),
             failure_policy=inp.failure_policy,
         )
+        for tid in inp.exports:  # reused (or carried) results other workstreams wait for
+            if st.tasks[tid].status in FINISHED:
+                self._report(tid)
         try:
             continue_as_new = await self._schedule(env)
         except asyncio.CancelledError:
@@ -376,3 +384,10 @@ class WorkstreamWorkflow:
     def status(self) -> WorkstreamState:
         """The workstream's tasks and their statuses, live."""
         return self._state
+
+
+def _reused(tool: str, view: TaskView, retry_of: str | None) -> TaskState:
+    """A task that succeeded in the run being retried: done, with its recorded outputs."""
+    return TaskState(
+        tool=tool, status="succeeded", outputs=view.outputs, reason=f"reused from run {retry_of}"
+    )

@@ -1,0 +1,103 @@
+"""RollbackWorkflow: ``towline rollback RUN`` for a run that has finished.
+
+A finished run's workflows are closed, so the rollback is a workflow of its own, with the
+id ``<run_id>/rollback`` beside the run's. It runs the ``rollback:`` call of every task
+that succeeded, newest first across the whole run, and records each outcome; ``towline
+status`` shows the run with those outcomes.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from towline.workflows import expressions
+    from towline.workflows.spec import PlanSpec
+    from towline.workflows.state import FINISHED, Status, TaskState
+    from towline.workflows.task import TaskEnv, rollback_task
+
+ROLLBACK_WORKFLOW = "RollbackWorkflow"
+
+
+def rollback_workflow_id(run_id: str) -> str:
+    return f"{run_id}/rollback"
+
+
+class RollbackInput(BaseModel):
+    run_id: str
+    plan: PlanSpec
+    plan_dir: str
+    tasks: dict[str, dict[str, TaskState]] = Field(
+        description="workstream -> task -> its state at the end of the run"
+    )
+
+
+class RollbackState(BaseModel):
+    status: Status = "running"
+    tasks: dict[str, dict[str, TaskState]] = Field(default_factory=dict)
+
+
+@workflow.defn(name=ROLLBACK_WORKFLOW)
+class RollbackWorkflow:
+    @workflow.init
+    def __init__(self, inp: RollbackInput) -> None:
+        self._state = RollbackState(tasks=inp.tasks)
+
+    @workflow.run
+    async def run(self, inp: RollbackInput) -> RollbackState:
+        specs = {(ws.id, t.id): (ws, t) for ws in inp.plan.workstreams for t in ws.tasks}
+        order = [
+            (wid, tid)
+            for wid, tasks in inp.tasks.items()
+            for tid, t in tasks.items()
+            if t.status == "succeeded" and specs[(wid, tid)][1].rollback is not None
+        ]
+        order.sort(key=lambda k: inp.tasks[k[0]][k[1]].ended_at or workflow.now(), reverse=True)
+        workspaces: dict[str, str] = {}
+        for wid, tid in order:
+            ws, spec = specs[(wid, tid)]
+            if wid not in workspaces:
+                workspaces[wid] = await workflow.execute_activity(
+                    "prepare_workspace",
+                    {
+                        "run_id": inp.run_id,
+                        "workstream": wid,
+                        "repo": ws.repo,
+                        "plan_dir": inp.plan_dir,
+                    },
+                    result_type=str,
+                    summary=f"workspace for {wid}",
+                    start_to_close_timeout=timedelta(minutes=30),
+                    retry_policy=RetryPolicy(
+                        maximum_attempts=5, non_retryable_error_types=["validation"]
+                    ),
+                )
+            env = TaskEnv(
+                run_id=inp.run_id,
+                workstream=wid,
+                workspace=workspaces[wid],
+                plan_dir=inp.plan_dir,
+                defaults=(ws.defaults, inp.plan.defaults),
+            )
+            tasks = self._state.tasks[wid]
+            scope = expressions.Scope(
+                run_id=inp.run_id, workstream=wid, lookup=functools.partial(_lookup, tasks)
+            )
+            await rollback_task(spec, tasks[tid], env, scope)
+        failed = any(self._state.tasks[w][t].rollback_error for w, t in order)
+        self._state.status = "failed" if failed else "rolled_back"
+        return self._state
+
+    @workflow.query(name="status")
+    def status(self) -> RollbackState:
+        return self._state
+
+
+def _lookup(tasks: dict[str, TaskState], ref: str) -> tuple[str, dict[str, object]] | None:
+    t = tasks.get(ref)
+    return (t.status, t.outputs) if t and t.status in FINISHED | {"rolled_back"} else None
