@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from pydantic import BaseModel, ConfigDict
 
 from tests.helpers import echo, plan, ws
 from towline.activities.tools import TOOLS
 from towline.workflows.spec import PlanSpec
-from towline.workflows.validate import UNSUPPORTED, Problem, check_plan
+from towline.workflows.validate import Problem, check_plan
 
 
 class _Input(BaseModel):
@@ -161,7 +160,8 @@ def test_bad_duration_keeps_the_duration_message() -> None:
     data["workstreams"] = [ws("w", echo("a", timeout="10x"))]
     assert problems(data) == [
         "settings.timeout: not a duration: '3 days' (use e.g. 90s, 10m, 48h, 3d)",
-        "workstreams[0].tasks[0].timeout: not a duration: '10x' (use e.g. 90s, 10m, 48h, 3d)",
+        "workstreams[0].tasks[0].timeout: not a duration: '10x' (use e.g. 90s, 10m, 48h, 3d); "
+        "or auto, to take it from the run history",
     ]
 
 
@@ -535,18 +535,13 @@ def test_failure_is_only_available_in_a_fix() -> None:
     ]
 
 
-# Unsupported features
+# Recovery and budgets
 
 
-def test_unsupported_features_are_reported_where_used() -> None:
-    data = plan(
-        ws("w", echo("f", cache={"ttl": "1h"})),
-        budget={"max_cost_usd": 5},
-    )
-    assert problems(data) == [
-        "settings.budget: not supported yet: settings.budget",
-        "workstreams[0].tasks[0].cache: not supported yet: cache",
-    ]
+def test_a_budget_is_accepted() -> None:
+    spec = valid(plan(ws("w", echo("a")), budget={"max_cost_usd": 5, "on_exceed": "fail"}))
+    assert spec.settings.budget is not None
+    assert spec.settings.budget.on_exceed == "fail"
 
 
 def test_recovery_strategies_need_their_own_options() -> None:
@@ -568,9 +563,16 @@ def test_recovery_strategies_need_their_own_options() -> None:
     ]
 
 
-def test_a_supported_feature_is_one_entry_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(UNSUPPORTED, "cache")
-    valid(plan(ws("w", echo("a", cache={"ttl": "1h"}))))
+def test_cache_takes_plain_keys_but_no_expressions() -> None:
+    valid(plan(ws("w", echo("a", cache={"ttl": "1h", "key": ["v2", "linux"]}))))
+    data = plan(
+        ws("w", echo("a"), echo("b", needs=["a"], cache={"ttl": "1h", "key": "${{ run.id }}"}))
+    )
+    assert problems(data) == [
+        "workstreams[0].tasks[1].cache.key: expressions are not supported in cache.key; give "
+        "plain strings naming what else the result depends on (e.g. a version), or pass the "
+        "value in 'with'"
+    ]
 
 
 def test_plan_defaults_are_checked_too() -> None:

@@ -42,7 +42,7 @@ from towline.workflows.rollback import (
     RollbackState,
     rollback_workflow_id,
 )
-from towline.workflows.spec import PlanSpec
+from towline.workflows.spec import BudgetSpec, PlanSpec
 from towline.workflows.state import (
     FINISHED,
     LABELS_KEY,
@@ -352,6 +352,11 @@ async def pause_run(client: Client, run_id: str, *, by: str | None = None) -> st
 async def resume_run(client: Client, run_id: str, *, by: str | None = None) -> str:
     """Start scheduling tasks again."""
     return await _update(client, run_id, "resume", by or _who())
+
+
+async def raise_budget(client: Client, run_id: str, raise_to: BudgetSpec) -> str:
+    """New budget limits for a run; tasks waiting for budget go on if it now allows."""
+    return await _update(client, run_id, "raise_budget", raise_to)
 
 
 def _who() -> str:

@@ -24,7 +24,7 @@ from towline import config
 from towline.starter import api, local, progress
 from towline.starter.plans import PlanError, load_plan
 from towline.worker.client import ServerUnreachable, connect
-from towline.workflows.spec import PlanSpec
+from towline.workflows.spec import BudgetSpec, PlanSpec
 from towline.workflows.state import RunState
 
 OK, NOT_SUCCEEDED, BAD_INPUT, NO_SERVER = 0, 1, 2, 3
@@ -139,8 +139,20 @@ def _parser() -> argparse.ArgumentParser:
         pr = cmd(name, what, conn)
         pr.add_argument("run_id", metavar="RUN")
         pr.add_argument("--by", help="who does it (default: your user name)")
+        if name == "resume":
+            pr.add_argument(
+                "--raise-budget",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="new budget limits: max_cost_usd=5, max_tokens=100000",
+            )
     t = cmd("tools", "the tools, with their input schemas")
     t.add_argument("--json", action="store_true")
+    st = cmd("stats", "success rates, durations and cost of tool calls, from the run history")
+    st.add_argument("--plan", help="only this plan's calls, per task")
+    st.add_argument("--tool", help="only this tool's calls")
+    st.add_argument("--json", action="store_true")
     return p
 
 
@@ -171,6 +183,8 @@ def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
                 entry["error"] = t.error.model_dump(exclude_none=True)
             if t.reason:
                 entry["reason"] = t.reason
+            if t.cached:
+                entry["cached"] = True
             tasks[tid] = entry
         workstreams[wid] = {"status": ws.status, "tasks": tasks}
         if ws.reason:
@@ -416,6 +430,36 @@ async def _tools(args: argparse.Namespace) -> int:
     return OK
 
 
+async def _stats(args: argparse.Namespace) -> int:
+    from towline import history
+    from towline.starter import stats
+
+    store = history.open_store()
+    try:
+        summary = await asyncio.to_thread(stats.summary, store, plan=args.plan, tool=args.tool)
+    except Exception as e:
+        raise UsageError(f"cannot read the run history at {store.location}: {e}") from None
+    if args.json:
+        _print_json(summary.as_json())
+        return OK
+    out = _out()
+    scope = "".join(f" {k} {v}" for k, v in (("for plan", args.plan), ("of tool", args.tool)) if v)
+    if not summary.groups:
+        out.print(f"no history yet{scope} (in {store.location})", markup=False)
+        return OK
+    calls = sum(g.calls + g.cached for g in summary.groups)
+    out.print(
+        f"{calls} tool calls{scope} from {summary.runs} runs ({store.location})", markup=False
+    )
+    grid = stats.table(summary.groups)
+    if not out.is_terminal:  # a pipe or a file: print whole rows, never cut them
+        out.width = max(
+            out.width, out.measure(grid, options=out.options.update_width(1000)).maximum
+        )
+    out.print(grid)
+    return OK
+
+
 async def _answer(args: argparse.Namespace) -> int:
     client = await _client(args)
     if args.command == "retry" and args.task is None:
@@ -435,6 +479,24 @@ async def _answer(args: argparse.Namespace) -> int:
     return OK
 
 
+def _budget_args(items: Sequence[str]) -> BudgetSpec | None:
+    if not items:
+        return None
+    values: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("max_cost_usd", "max_tokens"):
+            raise UsageError(f"--raise-budget {item!r}: expected max_cost_usd=N or max_tokens=N")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise UsageError(f"--raise-budget {item!r}: {value!r} is not a number") from None
+    tokens = values.get("max_tokens")
+    return BudgetSpec(
+        max_cost_usd=values.get("max_cost_usd"), max_tokens=int(tokens) if tokens else None
+    )
+
+
 async def _rollback(args: argparse.Namespace) -> int:
     client = await _client(args)
     wid = await api.rollback_run(client, args.run_id, task_queue=args.task_queue)
@@ -449,7 +511,10 @@ async def _rollback(args: argparse.Namespace) -> int:
 
 
 async def _pause(args: argparse.Namespace) -> int:
+    raise_to = _budget_args(getattr(args, "raise_budget", []))
     client = await _client(args)
+    if raise_to is not None:
+        _out().print(await api.raise_budget(client, args.run_id, raise_to))
     change = api.pause_run if args.command == "pause" else api.resume_run
     _out().print(await change(client, args.run_id, by=args.by))
     return OK
@@ -476,6 +541,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "list": _list,
     "cancel": _cancel,
     "tools": _tools,
+    "stats": _stats,
 }
 
 

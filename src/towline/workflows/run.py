@@ -24,16 +24,18 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from towline.durations import format_duration
     from towline.workflows.dag import cross_workstream_refs
-    from towline.workflows.spec import DEFAULT_MAX_PARALLEL, WorkstreamSpec
+    from towline.workflows.spec import DEFAULT_MAX_PARALLEL, BudgetSpec, WorkstreamSpec
     from towline.workflows.state import (
         FINISHED,
         RUN_WORKFLOW,
         STATUS_KEY,
         WORKSTREAM_WORKFLOW,
+        Budget,
         RunInput,
         RunState,
         Status,
         TaskView,
+        Usage,
         WorkstreamInput,
         WorkstreamState,
         workstream_workflow_id,
@@ -66,6 +68,12 @@ class RunWorkflow:
         self._stopping = False
         self._telling: set[asyncio.Task[None]] = set()
         self._paused_by: str | None = None
+        b = plan.settings.budget
+        self._budget = (
+            Budget(max_cost_usd=b.max_cost_usd, max_tokens=b.max_tokens, on_exceed=b.on_exceed)
+            if b is not None
+            else None
+        )
         self._waiting: dict[str, list[str]] = {}
 
     @workflow.run
@@ -121,7 +129,7 @@ class RunWorkflow:
 
     def _refresh_status(self) -> None:
         """``waiting`` while paused or while any task waits for a person; else ``running``."""
-        if self._state.status in FINISHED:
+        if self._state.status in FINISHED or self._stopping:
             return
         waiting = [f"{ws}.{w}" for ws, ws_waits in self._waiting.items() for w in ws_waits]
         if self._paused_by is not None:
@@ -209,6 +217,7 @@ class RunWorkflow:
                 exports=sorted(self._exports[ws.id]),
                 upstream=upstream,
                 paused=self._paused_by is not None,
+                budget=self._budget,
                 reuse={
                     ref.split(".", 1)[1]: view
                     for ref, view in self._inp.reuse.items()
@@ -270,6 +279,34 @@ class RunWorkflow:
         ws.reason = ", ".join(waiting) if waiting else None
         self._refresh_status()
 
+    @workflow.signal(name="usage")
+    async def usage(self, usage: Usage) -> None:
+        """A workstream reports what a tool call cost; the run's total counts against the budget."""
+        self._state.usage = self._state.usage.add(usage)
+        if self._budget is not None:
+            self._budget.spent = self._state.usage
+            await self._tell_children("budget", self._budget)
+
+    @workflow.update(name="raise_budget")
+    async def raise_budget(self, raise_to: BudgetSpec) -> str:
+        """Set new budget limits (e.g. from `towline resume RUN --raise-budget max_cost_usd=5`)."""
+        if self._budget is None:
+            self._budget = Budget(spent=self._state.usage)
+        if raise_to.max_cost_usd is not None:
+            self._budget.max_cost_usd = raise_to.max_cost_usd
+        if raise_to.max_tokens is not None:
+            self._budget.max_tokens = raise_to.max_tokens
+        await self._tell_children("budget", self._budget)
+        return (
+            f"run {self._inp.run_id} budget: max_cost_usd={self._budget.max_cost_usd}, "
+            f"max_tokens={self._budget.max_tokens}"
+        )
+
+    @raise_budget.validator
+    def _raise_budget_ok(self, raise_to: BudgetSpec) -> None:
+        if self._state.status in FINISHED:
+            raise ValueError(f"run {self._inp.run_id} has already {self._state.status}")
+
     @workflow.update(name="pause")
     async def pause(self, by: str) -> str:
         """Start no new tasks anywhere in the run; running ones finish."""
@@ -296,7 +333,7 @@ class RunWorkflow:
         if self._state.status in FINISHED:
             raise ValueError(f"run {self._inp.run_id} has already {self._state.status}")
 
-    async def _tell_children(self, signal: str, arg: str) -> None:
+    async def _tell_children(self, signal: str, arg: object) -> None:
         for ws_id, child in self._children.items():
             if self._state.workstreams[ws_id].status not in FINISHED:
                 try:

@@ -160,8 +160,15 @@ class RepoSpec(_Model):
 
 
 class BudgetSpec(_Model):
+    """Limits on what usage-bearing tasks (e.g. ``llm``) may spend across the whole run."""
+
     max_cost_usd: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=0)
+    on_exceed: Literal["wait", "fail"] = Field(
+        "wait",
+        description="wait (default): the next usage-bearing task waits until "
+        "`towline resume RUN --raise-budget ...`; fail: it fails with category budget",
+    )
 
 
 class BreakerSpec(_Model):

@@ -45,6 +45,23 @@ class Usage(BaseModel):
         return Usage(tokens=self.tokens + other.tokens, cost_usd=self.cost_usd + other.cost_usd)
 
 
+class Budget(BaseModel):
+    """The run's budget and what has been spent, as the run tells its workstreams."""
+
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    on_exceed: Literal["wait", "fail"] = "wait"
+    spent: Usage = Field(default_factory=Usage)
+
+    def exhausted(self) -> str | None:
+        """Why no more usage-bearing work may start, or None."""
+        if self.max_cost_usd is not None and self.spent.cost_usd >= self.max_cost_usd:
+            return f"budget spent: ${self.spent.cost_usd:.4f} of ${self.max_cost_usd:g}"
+        if self.max_tokens is not None and self.spent.tokens >= self.max_tokens:
+            return f"budget spent: {self.spent.tokens} of {self.max_tokens} tokens"
+        return None
+
+
 class ErrorInfo(BaseModel):
     category: str
     message: str
@@ -153,6 +170,7 @@ class WorkstreamInput(BaseModel):
     carry: WorkstreamState | None = Field(None, description="state kept across continue-as-new")
     workspace: str | None = None
     paused: bool = False
+    budget: Budget | None = None
     rollback: Literal["auto", "manual"] = "auto"
     reuse: dict[str, TaskView] = Field(
         default_factory=dict, description="task id -> outputs reused from the run retried"

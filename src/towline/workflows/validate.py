@@ -2,8 +2,8 @@
 
 :func:`check_plan` parses a plan with the models of :mod:`towline.workflows.spec`, turns
 pydantic's errors into problems a person can act on, then checks what needs the whole
-plan: ids, needs, dependency cycles, tools and their inputs, expressions, and features
-that are not supported yet. Pure: no file I/O.
+plan: ids, needs, dependency cycles, tools and their inputs, expressions, and the options
+each recovery strategy needs. Pure: no file I/O.
 """
 
 from __future__ import annotations
@@ -38,14 +38,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
-
-
-# Features the plan format has but towline does not run yet: feature -> what triggers it.
-# A plan that uses one is rejected; delete the entry when the feature lands.
-UNSUPPORTED: dict[str, str] = {
-    "cache": "a task's cache",
-    "settings.budget": "the plan's settings.budget",
-}
 
 _CYCLE_SHOWN = 12  # steps of a long dependency cycle that a message shows
 _KEY_ERRORS = ("missing", "extra_forbidden")
@@ -517,13 +509,7 @@ class _Checker:
     def _add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
 
-    def _unsupported(self, path: str, feature: str) -> None:
-        if feature in UNSUPPORTED:
-            self._add(path, f"not supported yet: {feature}")
-
     def _check_plan_level(self) -> None:
-        if self.plan.settings.budget is not None:
-            self._unsupported("settings.budget", "settings.budget")
         self._check_defaults("defaults", self.plan.defaults)
 
     def _check_defaults(self, path: str, defaults: Defaults) -> None:
@@ -556,19 +542,18 @@ class _Checker:
                 self._add(f"{path}.needs", "a task cannot need itself")
         if task.on_failure is not None:
             self._check_on_failure(f"{path}.on_failure", task.on_failure, call)
-        if task.approval is not None and task.approval.required:
-            self._unsupported(f"{path}.approval", "approval")
         if task.rollback is not None:
-            self._unsupported(f"{path}.rollback", "rollback")
             self._check_tool_call(call.at("rollback"), task.rollback, own=True)
         if task.if_ is not None:
             self._check_condition(call, task.if_)
-        if task.cache is not None:
-            self._unsupported(f"{path}.cache", "cache")
+        if task.cache is not None and _contains_expression(task.cache.key):
+            self._add(
+                f"{path}.cache.key",
+                "expressions are not supported in cache.key; give plain strings naming what "
+                "else the result depends on (e.g. a version), or pass the value in 'with'",
+            )
 
     def _check_on_failure(self, path: str, spec: OnFailureSpec, call: _Call | None) -> None:
-        if spec.strategy in ("pause", "fix", "resolve"):
-            self._unsupported(path, f"on_failure.{spec.strategy}")
         if spec.strategy in ("fix", "resolve") and spec.fix is None:
             self._add(path, f"strategy {spec.strategy} needs a fix call: fix: {{tool, with}}")
         if spec.strategy not in ("fix", "resolve") and spec.fix is not None:

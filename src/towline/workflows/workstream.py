@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from towline.errors import hint_for
     from towline.workflows import expressions
     from towline.workflows.dag import Node, Scheduler
     from towline.workflows.state import (
@@ -24,9 +25,12 @@ with workflow.unsafe.imports_passed_through():
         WORKSTREAM_WORKFLOW,
         Answer,
         AnswerRequest,
+        Budget,
         Decision,
+        ErrorInfo,
         TaskState,
         TaskView,
+        Usage,
         WaitingFor,
         WorkstreamInput,
         WorkstreamState,
@@ -68,6 +72,7 @@ class WorkstreamWorkflow:
         self._stopping = False
         self._changed = False
         self._paused = inp.paused
+        self._budget = inp.budget
         # Answers people gave, and which answers each waiting task accepts right now.
         self._answers: dict[str, Decision] = {}
         self._accepting: dict[str, frozenset[str]] = {}
@@ -285,6 +290,30 @@ class WorkstreamWorkflow:
         finally:
             self._accepting.pop(tid, None)
         return self._answers.pop(tid)
+
+    async def within_budget(self, tid: str) -> ErrorInfo | None:
+        if self._budget is None or not (why := self._budget.exhausted()):
+            return None
+        if self._budget.on_exceed == "fail":
+            return ErrorInfo(category="budget", message=why, hint=hint_for("budget"))
+        self.set_waiting(
+            tid, "budget", f"{why}; raise it: towline resume {self._inp.run_id} --raise-budget ..."
+        )
+        await workflow.wait_condition(
+            lambda: self._budget is None or self._budget.exhausted() is None
+        )
+        self.set_waiting(tid, None, None)
+        return None
+
+    def spent(self, usage: Usage) -> None:
+        run = workflow.get_external_workflow_handle(self._inp.run_id)
+        told = asyncio.create_task(run.signal("usage", usage))
+        self._reports[f"usage#{len(self._reports)}"] = told
+
+    @workflow.signal(name="budget")
+    def budget(self, budget: Budget) -> None:
+        """The run's budget changed (spent by a task, or raised by a person)."""
+        self._budget = budget
 
     def _tell_run_waiting(self) -> None:
         """Let the run know which tasks wait for what, so its status says ``waiting``."""
