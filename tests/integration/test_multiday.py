@@ -58,3 +58,34 @@ async def test_a_three_day_wait_between_two_tasks_completes_in_seconds(
     assert t["after"].status == "succeeded"
     waited = t["wait"].ended_at - t["wait"].started_at  # type: ignore[operator]
     assert waited.total_seconds() >= 3 * 86400
+
+
+async def test_an_unanswered_48h_approval_applies_its_on_timeout(
+    time_skipping: WorkflowEnvironment, towline_home: Path, tmp_path: Path
+) -> None:
+    client = time_skipping.client
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    spec = check_data(
+        plan(
+            ws(
+                "w",
+                echo(
+                    "deploy", approval={"required": True, "timeout": "48h", "on_timeout": "reject"}
+                ),
+                echo("after", needs=["deploy"]),
+            ),
+            name="approval-timeout",
+        )
+    )
+    async with build_worker(client, queue):
+        rid = await api.start_run(
+            client, spec, plan_dir=tmp_path, task_queue=queue, search_attributes=False
+        )
+        async with time_skipping.time_skipping_unlocked():  # type: ignore[attr-defined]
+            state = await api.wait_run(client, rid)
+    deploy = state.workstreams["w"].tasks["deploy"]
+    assert deploy.status == "failed"
+    assert [(d.answer, d.by) for d in deploy.decisions] == [("reject", "timeout")]
+    waited = deploy.decisions[0].at - deploy.started_at  # type: ignore[operator]
+    assert waited.total_seconds() >= 48 * 3600
+    assert state.workstreams["w"].tasks["after"].status == "cancelled"

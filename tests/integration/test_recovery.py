@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from tests.helpers import plan, sh, ws
+from tests.helpers import echo, plan, sh, ws
 from towline.starter import api
 from towline.starter.plans import check_data
 
@@ -111,3 +111,34 @@ async def test_killed_worker_loses_nothing_and_reruns_no_succeeded_task(
     for name in succeeded_before:
         assert starts.count(name) == 1, f"{name} ran again after the crash: {lines()}"
     assert {line.split()[1] for line in lines() if line.startswith("done")} == set(names)
+
+
+async def test_an_answer_given_after_a_worker_crash_reaches_the_new_worker(
+    client: Client, worker_process: WorkerProcess, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fixed"
+    spec = check_data(
+        plan(
+            ws(
+                "w",
+                sh("gate", f"test -f {marker}", on_failure="pause"),
+                echo("after", needs=["gate"]),
+            )
+        )
+    )
+    worker_process.start()
+    queue = worker_process._args[-1]
+    rid = await api.start_run(client, spec, plan_dir=tmp_path, task_queue=queue)
+    while True:
+        gate = (await api.get_status(client, rid)).workstreams["w"].tasks.get("gate")
+        if gate is not None and gate.status == "waiting":
+            break
+        await asyncio.sleep(0.1)
+    worker_process.kill()
+    worker_process.start()
+    marker.touch()
+    await api.answer(client, rid, "w.gate", "retry", by="night-shift")
+    state = await asyncio.wait_for(api.wait_run(client, rid), 60)
+    gate = state.workstreams["w"].tasks["gate"]
+    assert state.status == "succeeded"
+    assert [(d.answer, d.by) for d in gate.decisions] == [("retry", "night-shift")]

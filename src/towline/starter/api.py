@@ -59,7 +59,9 @@ from towline.workflows.state import (
     workstream_workflow_id,
 )
 
-QUERY_TIMEOUT = timedelta(seconds=10)
+# Long enough for a query to fall back from the sticky queue of a worker that crashed
+# (the SDK default sticky schedule-to-start timeout is 10 s) to a live worker.
+QUERY_TIMEOUT = timedelta(seconds=30)
 
 
 class UnknownRun(LookupError):
