@@ -340,8 +340,11 @@ async def answer(
     status = await get_status(client, run_id)
     if ws not in status.workstreams:
         raise Refused(f"run {run_id} has no workstream '{ws}'")
-    if tid not in status.workstreams[ws].tasks:
+    t = status.workstreams[ws].tasks.get(tid)
+    if t is None:
         raise Refused(f"workstream {ws} has no task '{tid}'")
+    if t.status != "waiting":
+        raise Refused(f"task {task} cannot take '{what}': it is {t.status}, not waiting")
     req = AnswerRequest(task=tid, by=by or _who(), note=note)
     return await _update(client, workstream_workflow_id(run_id, ws), what, req)
 

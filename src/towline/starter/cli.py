@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from temporalio.client import Client
@@ -26,6 +25,9 @@ from towline.starter.plans import PlanError, load_plan
 from towline.worker.client import ServerUnreachable, connect
 from towline.workflows.spec import BudgetSpec, PlanSpec
 from towline.workflows.state import RunState
+
+if TYPE_CHECKING:
+    from towline.worker.main import WorkerOptions
 
 OK, NOT_SUCCEEDED, BAD_INPUT, NO_SERVER = 0, 1, 2, 3
 
@@ -65,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--port", type=int, default=7233, help="the local server's port")
     server.add_argument("--ui-port", type=int, default=config.DEFAULT_UI_PORT, help="Web UI port")
+    endpoint = argparse.ArgumentParser(add_help=False)
+    endpoint.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("TOWLINE_HTTP_PORT", config.DEFAULT_HTTP_PORT)),
+        help="the worker's /metrics, /healthz and /readyz port; 0 turns it off "
+        "(env TOWLINE_HTTP_PORT; default %(default)s)",
+    )
 
     p = argparse.ArgumentParser(prog="towline", description="Durable automation runs on Temporal.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,11 +82,25 @@ def _parser() -> argparse.ArgumentParser:
     def cmd(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=list(parents))
 
-    cmd("up", "start a local Temporal dev server and a worker in the background", conn, server)
+    up_help = "start a local Temporal dev server and a worker in the background"
+    cmd("up", up_help, conn, server, endpoint)
     cmd("down", "stop what `towline up` started")
-    cmd("dev", "a local Temporal dev server and a worker in the foreground", conn, server)
-    w = cmd("worker", "run a worker against any Temporal server", conn)
+    cmd("dev", "a local Temporal dev server and a worker in the foreground", conn, server, endpoint)
+    w = cmd("worker", "run a worker against any Temporal server", conn, endpoint)
     w.add_argument("--max-concurrent-activities", type=int, default=100)
+    w.add_argument(
+        "--http-host",
+        default=os.environ.get("TOWLINE_HTTP_HOST", "0.0.0.0"),
+        help="the address the HTTP endpoint listens on (env TOWLINE_HTTP_HOST; "
+        "default %(default)s)",
+    )
+    w.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("TOWLINE_LOG_FORMAT", "text"),
+        help="text for people, json (one object a line, with run/workstream/task/attempt "
+        "ids) for log pipelines (env TOWLINE_LOG_FORMAT; default %(default)s)",
+    )
     v = cmd("validate", "check a plan and print every problem")
     v.add_argument("plan", metavar="PLAN")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -185,6 +209,18 @@ def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
                 entry["reason"] = t.reason
             if t.cached:
                 entry["cached"] = True
+            if t.waiting_for:
+                entry["waiting_for"] = t.waiting_for
+            if t.runs > 1:
+                entry["runs"] = t.runs
+            if t.fixes:
+                entry["fixes"] = t.fixes
+            if t.decisions:
+                entry["decisions"] = [
+                    d.model_dump(mode="json", exclude_none=True) for d in t.decisions
+                ]
+            if t.rollback_error is not None:
+                entry["rollback_error"] = t.rollback_error.model_dump(exclude_none=True)
             tasks[tid] = entry
         workstreams[wid] = {"status": ws.status, "tasks": tasks}
         if ws.reason:
@@ -199,6 +235,8 @@ def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
     }
     if state.reason:
         out["reason"] = state.reason
+    if state.retry_of:
+        out["retry_of"] = state.retry_of
     return out
 
 
@@ -219,18 +257,29 @@ def _exit_for(state: RunState) -> int:
 
 
 async def _up(args: argparse.Namespace) -> int:
+    from towline.worker.devserver import port_open
+
     out = _out()
     address = f"127.0.0.1:{args.port}"
     pid, new = local.start_server(args.port, args.ui_port)
     where = f"localhost:{args.port}, Web UI {local.ui_url_for(address)}"
     out.print(f"Temporal dev server {'started' if new else 'already running'} ({where})")
     client = await connect(address, args.namespace)
-    wpid, wnew = local.start_worker(address, args.namespace, args.task_queue)
+    if args.http_port and not local.worker_running() and port_open("127.0.0.1", args.http_port):
+        raise UsageError(
+            f"port {args.http_port} (the worker's /metrics) is in use; "
+            "pass --http-port with a free port, or 0 to turn the endpoint off"
+        )
+    wpid, wnew = local.start_worker(
+        address, args.namespace, args.task_queue, http_port=args.http_port
+    )
     await _wait_for_poller(client, args.task_queue)
     out.print(
         f"worker {'started' if wnew else 'already running'} (pid {wpid}, "
         f"task queue {args.task_queue}); logs in {local.local().root}"
     )
+    if args.http_port and wnew:
+        out.print(f"worker metrics: http://localhost:{args.http_port}/metrics")
     out.print("stop both with: towline down")
     del pid
     return OK
@@ -271,8 +320,8 @@ async def _down(args: argparse.Namespace) -> int:
 
 
 async def _dev(args: argparse.Namespace) -> int:
-    from towline.worker import devserver
-    from towline.worker.main import run_worker
+    from towline.worker import devserver, logs
+    from towline.worker.main import WorkerOptions
 
     loc = local.local()
     loc.root.mkdir(parents=True, exist_ok=True)
@@ -281,36 +330,65 @@ async def _dev(args: argparse.Namespace) -> int:
     )
     proc = devserver.start(opts, log=loc.root / "server.log")
     try:
-        address = f"127.0.0.1:{args.port}"
-        client = await connect(address, args.namespace)
+        metrics = f", metrics on :{args.http_port}" if args.http_port else ""
         _err().print(
             f"Temporal dev server on localhost:{args.port}, "
             f"Web UI http://localhost:{args.ui_port}; "
-            f"worker on task queue {args.task_queue}. Ctrl-C stops both."
+            f"worker on task queue {args.task_queue}{metrics}. Ctrl-C stops both."
         )
-        await run_worker(client, args.task_queue)
+        logs.configure("text")
+        await _serve_worker(
+            WorkerOptions(
+                address=f"127.0.0.1:{args.port}",
+                namespace=args.namespace,
+                task_queue=args.task_queue,
+                http_host="127.0.0.1",
+                http_port=args.http_port,
+            )
+        )
     finally:
         devserver.stop(proc)
     return OK
 
 
 async def _worker(args: argparse.Namespace) -> int:
-    from towline.worker.main import run_worker
+    from towline.worker import logs
+    from towline.worker.main import WorkerOptions
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    client = await _client(args)
-    await run_worker(
-        client, args.task_queue, max_concurrent_activities=args.max_concurrent_activities
+    logs.configure(args.log_format)
+    await _serve_worker(
+        WorkerOptions(
+            address=args.address,
+            namespace=args.namespace,
+            task_queue=args.task_queue,
+            max_concurrent_activities=args.max_concurrent_activities,
+            http_host=args.http_host,
+            http_port=args.http_port,
+        )
     )
     return OK
+
+
+async def _serve_worker(opts: WorkerOptions) -> None:
+    """``towline worker``'s work; a port in use or bad ``OTEL_*`` settings are bad input."""
+    from towline.worker.http import EndpointError
+    from towline.worker.main import serve
+    from towline.worker.tracing import TracingConfigError
+
+    try:
+        await serve(opts)
+    except (EndpointError, TracingConfigError) as e:
+        raise UsageError(str(e)) from None
 
 
 async def _validate(args: argparse.Namespace) -> int:
     plan, _ = _load(args.plan, args.set)
     tasks = sum(len(ws.tasks) for ws in plan.workstreams)
-    _out().print(f"{args.plan}: valid ({len(plan.workstreams)} workstreams, {tasks} tasks)")
+    ws_count = len(plan.workstreams)
+    _out().print(
+        f"{args.plan}: valid ({ws_count} workstream{'s' * (ws_count != 1)}, "
+        f"{tasks} task{'s' * (tasks != 1)})"
+    )
     return OK
 
 
