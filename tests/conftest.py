@@ -6,6 +6,7 @@ Nothing here mocks Temporal: the server is the real CLI dev server from the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -20,7 +21,7 @@ from towline.starter import api
 from towline.starter.plans import check_data
 from towline.worker import devserver
 from towline.worker.client import connect
-from towline.worker.main import build_worker
+from towline.worker.main import build_tool_workers, build_worker
 from towline.workflows.state import RunState
 
 RunPlan = Callable[..., Awaitable[RunState]]
@@ -57,7 +58,9 @@ def towline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def task_queue(client: Client, towline_home: Path) -> AsyncIterator[str]:
     """A task queue of the test's own, polled by an in-process towline worker."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    async with build_worker(client, queue):
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in (build_worker(client, queue), *build_tool_workers(client, queue)):
+            await stack.enter_async_context(worker)
         yield queue
 
 

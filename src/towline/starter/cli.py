@@ -25,6 +25,7 @@ from towline.starter.plans import PlanError, load_plan
 from towline.worker.client import ServerUnreachable, connect
 from towline.workflows.spec import BudgetSpec, PlanSpec
 from towline.workflows.state import RunState
+from towline.workflows.task import OWN_QUEUE_TOOLS
 
 if TYPE_CHECKING:
     from towline.worker.main import WorkerOptions
@@ -88,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     cmd("dev", "a local Temporal dev server and a worker in the foreground", conn, server, endpoint)
     w = cmd("worker", "run a worker against any Temporal server", conn, endpoint)
     w.add_argument("--max-concurrent-activities", type=int, default=100)
+    w.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="TOOL=PER_SECOND",
+        help="cap a tool's calls per second across all workers, e.g. llm=2 (tools: "
+        + ", ".join(sorted(OWN_QUEUE_TOOLS))
+        + ")",
+    )
     w.add_argument(
         "--http-host",
         default=os.environ.get("TOWLINE_HTTP_HOST", "0.0.0.0"),
@@ -362,11 +372,30 @@ async def _worker(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             task_queue=args.task_queue,
             max_concurrent_activities=args.max_concurrent_activities,
+            rates=_rates(args.rate_limit),
             http_host=args.http_host,
             http_port=args.http_port,
         )
     )
     return OK
+
+
+def _rates(items: Sequence[str]) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    for item in items:
+        tool, sep, value = item.partition("=")
+        if not sep or tool not in OWN_QUEUE_TOOLS:
+            known = ", ".join(sorted(OWN_QUEUE_TOOLS))
+            raise UsageError(
+                f"--rate-limit {item!r}: expected TOOL=PER_SECOND, TOOL one of {known}"
+            )
+        try:
+            rates[tool] = float(value)
+        except ValueError:
+            raise UsageError(f"--rate-limit {item!r}: {value!r} is not a number") from None
+        if rates[tool] <= 0:
+            raise UsageError(f"--rate-limit {item!r}: the rate must be above 0")
+    return rates
 
 
 async def _serve_worker(opts: WorkerOptions) -> None:

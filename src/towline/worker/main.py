@@ -1,25 +1,48 @@
-"""The towline worker: the Run and Workstream workflows and every tool activity."""
+"""The towline worker: the Run and Workstream workflows and every tool activity.
+
+:func:`serve` is ``towline worker``: telemetry (metrics, tracing), the connection, the
+worker, and its HTTP endpoint (``/metrics``, ``/healthz``, ``/readyz``), until SIGINT or
+SIGTERM. :func:`build_worker` is the worker alone, for tests and benchmarks.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-from temporalio.client import Client
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client, Interceptor
+from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from towline import history
 from towline.activities import tools, workspace
+from towline.activities.breakers import BreakerActivities
+from towline.config import DEFAULT_HTTP_PORT
+from towline.worker import metrics, tracing
+from towline.worker.client import connect
+from towline.worker.http import HttpEndpoint, Probes, Readiness
+from towline.worker.interceptors import TowlineInterceptor
+from towline.worker.recorder import HistoryInterceptor
+from towline.workflows.breaker import BreakerWorkflow
+from towline.workflows.rollback import RollbackWorkflow
 from towline.workflows.run import RunWorkflow
+from towline.workflows.task import OWN_QUEUE_TOOLS
 from towline.workflows.workstream import WorkstreamWorkflow
 
 log = logging.getLogger("towline.worker")
 
 # Pure modules the workflows import: passed through the sandbox, so each workflow run
 # does not re-import them (faster first task, less memory).
-_PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "towline")
+_PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "towline", "opentelemetry")
+# /readyz asks the server this often at most, and waits this long for its answer.
+READY_TIMEOUT = timedelta(seconds=2)
 
 
 def build_worker(
@@ -33,8 +56,14 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RunWorkflow, WorkstreamWorkflow],
-        activities=[*tools.activities(), workspace.prepare_workspace],
+        workflows=[RunWorkflow, WorkstreamWorkflow, RollbackWorkflow, BreakerWorkflow],
+        activities=[
+            *tools.activities(),
+            workspace.prepare_workspace,
+            workspace.cleanup_workspace,
+            *BreakerActivities(client).activities(),
+        ],
+        interceptors=_interceptors(),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         # Cancellation reaches a running tool on its next heartbeat; keep that prompt.
@@ -47,16 +76,150 @@ def build_worker(
     )
 
 
+def _interceptors() -> list[WorkerInterceptor]:
+    return [
+        # Records each tool call in the run history and serves `cache:` hits.
+        HistoryInterceptor(history.open_store(), tools.TOOLS),
+        # Metrics, spans and log ids for every tool call; spans for runs and workstreams.
+        TowlineInterceptor(),
+    ]
+
+
+def build_tool_workers(
+    client: Client,
+    task_queue: str,
+    *,
+    rates: Mapping[str, float] | None = None,
+    max_concurrent_activities: int = 100,
+) -> list[Worker]:
+    """Workers for the tools that have a task queue of their own (``<queue>-llm``).
+
+    ``rates`` caps a tool's calls per second across all workers, enforced by the server
+    (``max_task_queue_activities_per_second``).
+    """
+    return [
+        Worker(
+            client,
+            task_queue=f"{task_queue}-{name}",
+            activities=[activity],
+            interceptors=_interceptors(),
+            max_concurrent_activities=max_concurrent_activities,
+            max_task_queue_activities_per_second=(rates or {}).get(name),
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
+            default_heartbeat_throttle_interval=timedelta(seconds=1),
+            graceful_shutdown_timeout=timedelta(seconds=10),
+        )
+        for name in sorted(OWN_QUEUE_TOOLS)
+        if (activity := tools.TOOLS[name].activity) is not None
+    ]
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What ``towline worker`` is told: where to connect, what to poll, where to serve."""
+
+    address: str
+    namespace: str
+    task_queue: str
+    max_concurrent_activities: int = 100
+    http_host: str = "0.0.0.0"
+    http_port: int = DEFAULT_HTTP_PORT  # 0: no HTTP endpoint
+    rates: Mapping[str, float] = field(default_factory=dict)  # tool -> calls per second
+
+
+async def serve(opts: WorkerOptions) -> None:
+    """Run a worker with its telemetry until SIGINT or SIGTERM.
+
+    Raises :class:`~towline.worker.client.ServerUnreachable` when Temporal cannot be
+    reached, :class:`~towline.worker.http.EndpointError` when the HTTP port cannot be
+    bound, and :class:`~towline.worker.tracing.TracingConfigError` for unusable
+    ``OTEL_*`` settings.
+    """
+    sdk = metrics.sdk_metrics_runtime() if opts.http_port else None
+    traces = tracing.from_environment()
+    try:
+        interceptors: list[Interceptor] = [traces.interceptor] if traces else []
+        client = await connect(
+            opts.address,
+            opts.namespace,
+            runtime=sdk.runtime if sdk else None,
+            interceptors=interceptors,
+        )
+        await run_worker(
+            client,
+            opts.task_queue,
+            max_concurrent_activities=opts.max_concurrent_activities,
+            http_host=opts.http_host,
+            http_port=opts.http_port,
+            sdk_metrics=sdk,
+            rates=opts.rates,
+        )
+    finally:
+        if traces is not None:
+            traces.shutdown()
+
+
 async def run_worker(
-    client: Client, task_queue: str, *, max_concurrent_activities: int = 100
+    client: Client,
+    task_queue: str,
+    *,
+    max_concurrent_activities: int = 100,
+    http_host: str = "0.0.0.0",
+    http_port: int = 0,
+    sdk_metrics: metrics.SdkMetrics | None = None,
+    rates: Mapping[str, float] | None = None,
 ) -> None:
-    """Run until SIGINT or SIGTERM, then shut down gracefully (running tools finish or stop)."""
+    """Run until SIGINT or SIGTERM, then shut down gracefully (running tools finish or stop).
+
+    With ``http_port``, serve the worker's endpoint while it runs; ``sdk_metrics`` is the
+    runtime ``client`` was created with, whose metrics ``/metrics`` includes.
+    """
     worker = build_worker(client, task_queue, max_concurrent_activities=max_concurrent_activities)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
+    async with contextlib.AsyncExitStack() as stack:
+        if http_port:
+            probes = endpoint_probes(client, worker, sdk_metrics, stopping=stop.is_set)
+            await stack.enter_async_context(HttpEndpoint(probes, host=http_host, port=http_port))
+        await stack.enter_async_context(worker)
+        for extra in build_tool_workers(
+            client, task_queue, rates=rates, max_concurrent_activities=max_concurrent_activities
+        ):
+            await stack.enter_async_context(extra)
         log.info("worker polling task queue %r", task_queue)
         await stop.wait()
         log.info("shutting down")
+
+
+def endpoint_probes(
+    client: Client,
+    worker: Worker,
+    sdk_metrics: metrics.SdkMetrics | None,
+    *,
+    stopping: Callable[[], bool] = lambda: False,
+) -> Probes:
+    """What the HTTP endpoint reports for this worker.
+
+    Ready means: the worker runs and polls (it is not shutting down), and the Temporal
+    server answers a cheap call (``GetSystemInfo``) within :data:`READY_TIMEOUT`, asked
+    afresh on each ``/readyz``.
+    """
+
+    async def page() -> tuple[bytes, str]:
+        return await metrics.exposition(sdk_metrics), metrics.CONTENT_TYPE
+
+    async def readiness() -> Readiness:
+        if not worker.is_running or stopping():
+            return Readiness(False, "the worker is not polling")
+        try:
+            await client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), retry=False, timeout=READY_TIMEOUT
+            )
+        except Exception as e:
+            reason = str(e).splitlines()[-1] if str(e) else type(e).__name__
+            return Readiness(False, f"the Temporal server does not answer: {reason}")
+        return Readiness(True)
+
+    return Probes(metrics=page, readiness=readiness)

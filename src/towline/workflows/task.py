@@ -31,21 +31,30 @@ from temporalio.workflow import ActivityCancellationType
 from towline.activities.base import ToolCall, ToolContext, ToolResult
 from towline.durations import parse_duration
 from towline.errors import CATEGORIES, NON_RETRYABLE, hint_for
-from towline.workflows import expressions
+from towline.workflows import breaker, expressions
 from towline.workflows.spec import (
     DEFAULT_TIMEOUT,
+    BreakerSpec,
     Defaults,
     FailurePolicy,
     OnFailureSpec,
     RetrySpec,
     TaskSpec,
 )
-from towline.workflows.state import Decision, ErrorInfo, Status, TaskState, WaitingFor
+from towline.workflows.state import Decision, ErrorInfo, Status, TaskState, Usage, WaitingFor
 
 # A tool heartbeats every second while it runs; a worker that stops doing so has died,
 # and the attempt is retried elsewhere after this long.
 HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 WORKFLOW_TOOLS = frozenset({"wait"})
+# Tools with a task queue of their own ("<queue>-<tool>"), so that workers can cap their
+# rate on the server: `towline worker --rate-limit llm=2`.
+OWN_QUEUE_TOOLS = frozenset({"llm"})
+
+
+def tool_queue(tool: str, queue: str) -> str | None:
+    """The task queue of a tool's activities, when it is not the workflow's own."""
+    return f"{queue}-{tool}" if tool in OWN_QUEUE_TOOLS else None
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class TaskEnv:
     defaults: tuple[Defaults, ...]  # the workstream's, then the plan's
     plan: str = ""  # the plan's name
     failure_policy: FailurePolicy = "fail_fast"
+    breaker: BreakerSpec = BreakerSpec()  # the plan's settings.breaker
 
 
 def attempt_timeout(spec: TaskSpec, env: TaskEnv) -> timedelta:
@@ -115,6 +125,18 @@ class TaskControl(Protocol):
     async def answer(
         self, tid: str, answers: frozenset[str], timeout: timedelta | None
     ) -> Decision | None: ...
+
+    async def within_budget(self, tid: str) -> ErrorInfo | None:
+        """Wait while the run's budget is spent; an error if the plan says to fail instead."""
+        ...
+
+    def spent(self, usage: Usage) -> None:
+        """Tell the run what a call cost."""
+        ...
+
+
+# Tools whose calls cost money or tokens: they start only while the budget lasts.
+USAGE_TOOLS = frozenset({"llm"})
 
 
 APPROVAL_ANSWERS = frozenset({"approve", "reject"})
@@ -180,7 +202,22 @@ async def _run_with_recovery(
         args = expressions.resolve(spec.with_, scope)
         state.status, state.error, state.reason = "running", None, None
         state.runs += 1
-        error = await _call(spec.tool, args, spec, state, env, label=spec.tool, main=True)
+        # Behind an open circuit breaker the task waits instead of spending its retries.
+        target = breaker.breaker_target(spec.tool, args)
+        if await breaker.guard(
+            target,
+            env.breaker,
+            lambda reason: ctl.set_waiting(spec.id, "breaker", reason),
+            task=spec.id,
+        ):
+            ctl.set_waiting(spec.id, None, None)
+        if spec.tool in USAGE_TOOLS and (over := await ctl.within_budget(spec.id)):
+            _end(state, "failed", error=over)
+            return
+        error = await _call(spec.tool, args, spec, state, env, label=spec.tool, main=True, ctl=ctl)
+        await breaker.report(
+            target, breaker.outcome(error and error.category), env.breaker, task=spec.id
+        )
         if error is None:
             _end(state, "succeeded")
             return
@@ -217,7 +254,7 @@ async def _run_with_recovery(
             )
             fix_args = expressions.resolve(strategy.fix.with_, fix_scope)
             fix_error = await _call(
-                strategy.fix.tool, fix_args, spec, state, env, label=f"fix {state.fixes}"
+                strategy.fix.tool, fix_args, spec, state, env, label=f"fix {state.fixes}", ctl=ctl
             )
             if fix_error is not None:
                 error.message += f"; the fix call failed: {fix_error.message}"
@@ -260,6 +297,7 @@ async def _call(
     *,
     label: str,
     main: bool = False,
+    ctl: TaskControl | None = None,
 ) -> ErrorInfo | None:
     """Call a tool for the task; None on success, else why it failed for good."""
     retry = retry_spec(spec, env)
@@ -284,6 +322,7 @@ async def _call(
                 cache=spec.cache if main else None,
             ),
             result_type=ToolResult,
+            task_queue=tool_queue(tool, workflow.info().task_queue),
             activity_id=_activity_id(spec.id, state, label, main),
             summary=f"{spec.id}: {tool}" if main else f"{spec.id}: {label} ({tool})",
             start_to_close_timeout=attempt_timeout(spec, env),
@@ -299,6 +338,8 @@ async def _call(
             state.outputs, state.attempts = outputs, attempts
         return error
     state.usage = state.usage.add(result.usage)
+    if ctl is not None and (result.usage.tokens or result.usage.cost_usd):
+        ctl.spent(result.usage)
     if main:
         state.outputs = result.outputs
         state.attempts = result.attempt

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from towline.errors import hint_for
-    from towline.workflows import expressions
+    from towline.workflows import expressions, metrics, observe
     from towline.workflows.dag import Node, Scheduler
     from towline.workflows.state import (
         FINISHED,
@@ -199,7 +199,8 @@ class WorkstreamWorkflow:
     async def _task(self, tid: str, env: TaskEnv, scope: expressions.Scope) -> None:
         state = self._state.tasks[tid]
         try:
-            await run_task(self._specs[tid], state, env, scope, self)
+            with observe.task(env, self._specs[tid], state):
+                await run_task(self._specs[tid], state, env, scope, self)
         finally:
             del self._running[tid]
             self._changed = True
@@ -270,6 +271,7 @@ class WorkstreamWorkflow:
 
     def set_waiting(self, tid: str, waiting_for: WaitingFor | None, reason: str | None) -> None:
         t = self._state.tasks[tid]
+        metrics.waiting(t.waiting_for, waiting_for)
         t.waiting_for, t.reason = waiting_for, reason
         if waiting_for is not None:
             t.status = "waiting"
@@ -306,6 +308,9 @@ class WorkstreamWorkflow:
         return None
 
     def spent(self, usage: Usage) -> None:
+        # Counted here at once, so the next task sees it before the run's answer arrives.
+        if self._budget is not None:
+            self._budget.spent = self._budget.spent.add(usage)
         run = workflow.get_external_workflow_handle(self._inp.run_id)
         told = asyncio.create_task(run.signal("usage", usage))
         self._reports[f"usage#{len(self._reports)}"] = told
@@ -313,6 +318,13 @@ class WorkstreamWorkflow:
     @workflow.signal(name="budget")
     def budget(self, budget: Budget) -> None:
         """The run's budget changed (spent by a task, or raised by a person)."""
+        if self._budget is not None:
+            # What this workstream spent may not have reached the run yet: keep the larger.
+            mine = self._budget.spent
+            budget.spent = Usage(
+                tokens=max(mine.tokens, budget.spent.tokens),
+                cost_usd=max(mine.cost_usd, budget.spent.cost_usd),
+            )
         self._budget = budget
 
     def _tell_run_waiting(self) -> None:
