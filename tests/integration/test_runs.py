@@ -229,7 +229,10 @@ async def test_status_is_live_and_searchable(
         plan(ws("w", {"id": "pause", "tool": "wait", "with": {"for": "2s"}}), name="searchable")
     )
     rid = await api.start_run(client, spec, plan_dir=tmp_path, task_queue=task_queue)
-    while (await api.get_status(client, rid)).workstreams["w"].tasks["pause"].status != "running":
+    while True:
+        pause = (await api.get_status(client, rid)).workstreams["w"].tasks.get("pause")
+        if pause is not None and pause.status == "running":
+            break
         await asyncio.sleep(0.1)
     final = await api.wait_run(client, rid)
     assert final.status == "succeeded"
@@ -257,3 +260,23 @@ async def test_starting_a_run_with_a_taken_id_is_refused(
 async def test_unknown_run_is_reported(client: Client) -> None:
     with pytest.raises(api.UnknownRun):
         await api.get_status(client, "no-such-run")
+
+
+async def test_plan_max_parallel_caps_tasks_in_flight_across_workstreams(
+    run_plan: RunPlan, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    state = await run_plan(
+        plan(
+            ws("a", *(ledger_task(f"a{i}", ledger, seconds=0.3) for i in range(5))),
+            ws("b", *(ledger_task(f"b{i}", ledger, seconds=0.3) for i in range(5))),
+            ws(
+                "c",
+                *(ledger_task(f"c{i}", ledger, seconds=0.3) for i in range(3)),
+                settings={"max_parallel": 1},
+            ),
+            max_parallel=3,
+        )
+    )
+    assert state.status == "succeeded"
+    assert max_concurrency(ledger) == 3

@@ -55,6 +55,10 @@ class Scheduler:
     def has_ready(self) -> bool:
         return bool(self._ready)
 
+    def ready_count(self) -> int:
+        """How many tasks are ready (an upper bound: blocked ones leave lazily)."""
+        return len(self._ready)
+
     def pop_ready(self) -> str | None:
         """The highest-priority ready task, now taken out of the ready set."""
         while self._ready:

@@ -23,7 +23,9 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from towline.durations import format_duration
+    from towline.workflows import metrics
     from towline.workflows.dag import cross_workstream_refs
+    from towline.workflows.details import progress_markdown
     from towline.workflows.spec import DEFAULT_MAX_PARALLEL, BudgetSpec, WorkstreamSpec
     from towline.workflows.state import (
         FINISHED,
@@ -68,6 +70,12 @@ class RunWorkflow:
         self._stopping = False
         self._telling: set[asyncio.Task[None]] = set()
         self._paused_by: str | None = None
+        # A plan-level max_parallel caps tasks in flight across all the run's workstreams:
+        # each workstream asks the run for slots (only when there is more than one).
+        limit = plan.settings.max_parallel
+        self._free_slots = limit if limit is not None and len(plan.workstreams) > 1 else None
+        self._wanted: dict[str, int] = {}
+        self._held: dict[str, int] = defaultdict(int)
         b = plan.settings.budget
         self._budget = (
             Budget(max_cost_usd=b.max_cost_usd, max_tokens=b.max_tokens, on_exceed=b.on_exceed)
@@ -80,6 +88,8 @@ class RunWorkflow:
     async def run(self, inp: RunInput) -> RunState:
         st = self._state
         st.started_at = workflow.now()
+        metrics.run_started(st.plan)
+        self._show_progress()
         for ws in inp.plan.workstreams:
             self._coroutines[ws.id] = asyncio.create_task(self._workstream(ws))
         try:
@@ -116,6 +126,13 @@ class RunWorkflow:
     async def _finish(self, status: Status) -> None:
         self._set_status(status)
         self._state.ended_at = workflow.now()
+        metrics.run_finished(self._state.plan, status)
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        """The run's progress table, as the Web UI shows it ("current details")."""
+        planned = {ws.id: len(ws.tasks) for ws in self._inp.plan.workstreams}
+        workflow.set_current_details(progress_markdown(self._state, task_counts=planned))
 
     def _set_status(self, status: Status) -> None:
         """Change the run's status, and its ``TowlineStatus`` search attribute with it."""
@@ -185,7 +202,12 @@ class RunWorkflow:
             st.reason = st.reason or "the run was cancelled"
         st.ended_at = workflow.now()
         self._waiting.pop(ws.id, None)
+        if self._free_slots is not None:  # whatever it still held is free again
+            self._free_slots += self._held.pop(ws.id, 0)
+            self._wanted.pop(ws.id, None)
+            self._grant_slots()
         self._refresh_status()
+        self._show_progress()
         self._settle_exports(ws.id)
         policy = self._inp.plan.settings.failure_policy or "fail_fast"
         failed = st.status in ("failed", "rolled_back")
@@ -195,6 +217,7 @@ class RunWorkflow:
     async def _run_child(self, ws: WorkstreamSpec, st: WorkstreamState) -> None:
         plan = self._inp.plan
         st.status, st.started_at = "running", workflow.now()
+        self._show_progress()
         upstream = {
             r: self._finished_tasks[r]
             for r in self._waiting_for[ws.id]
@@ -217,6 +240,7 @@ class RunWorkflow:
                 exports=sorted(self._exports[ws.id]),
                 upstream=upstream,
                 paused=self._paused_by is not None,
+                run_slots=self._free_slots is not None,
                 budget=self._budget,
                 reuse={
                     ref.split(".", 1)[1]: view
@@ -231,6 +255,8 @@ class RunWorkflow:
             static_summary=f"workstream {ws.id} of run {self._inp.run_id}",
         )
         self._children[ws.id] = handle
+        if self._free_slots is not None:
+            self._grant_slots()
         # News that arrived while the child was starting.
         for ref in self._waiting_for[ws.id]:
             if ref in self._finished_tasks and ref not in upstream:
@@ -248,13 +274,16 @@ class RunWorkflow:
                 )
 
     async def _tell(self, ws_id: str, ref: str) -> None:
+        await self._signal_child(ws_id, "upstream_finished", ref, self._finished_tasks[ref])
+
+    async def _signal_child(self, ws_id: str, name: str, *args: object) -> None:
         child = self._children.get(ws_id)
         if child is None or self._state.workstreams[ws_id].status in FINISHED:
             return
         try:
-            await child.signal("upstream_finished", args=[ref, self._finished_tasks[ref]])
+            await child.signal(name, args=list(args))
         except FailureError:
-            workflow.logger.info("workstream %s ended before it heard of %s", ws_id, ref)
+            workflow.logger.info("workstream %s ended before it heard %s", ws_id, name)
 
     @workflow.signal(name="task_finished")
     def task_finished(self, ref: str, view: TaskView) -> None:
@@ -278,6 +307,42 @@ class RunWorkflow:
         ws.status = "waiting" if waiting else "running"
         ws.reason = ", ".join(waiting) if waiting else None
         self._refresh_status()
+        self._show_progress()
+
+    @workflow.signal(name="want_slots")
+    def want_slots(self, ws_id: str, wanted: int) -> None:
+        """A workstream could use ``wanted`` more tasks in flight than it holds slots for."""
+        if self._state.workstreams[ws_id].status in FINISHED:
+            return
+        self._wanted.pop(ws_id, None)  # to the back of the queue
+        if wanted > 0:
+            self._wanted[ws_id] = wanted
+        self._grant_slots()
+
+    @workflow.signal(name="release_slots")
+    def release_slots(self, ws_id: str, count: int) -> None:
+        count = min(count, self._held[ws_id])
+        self._held[ws_id] -= count
+        if self._free_slots is not None:
+            self._free_slots += count
+        self._grant_slots()
+
+    def _grant_slots(self) -> None:
+        """Hand free slots to waiting workstreams, first asked, first served."""
+        for ws_id in list(self._wanted):
+            if not self._free_slots:
+                return
+            if ws_id not in self._children:
+                continue  # asked before its start was recorded here; served once it is
+            give = min(self._wanted[ws_id], self._free_slots)
+            self._free_slots -= give
+            self._held[ws_id] += give
+            self._wanted[ws_id] -= give
+            if not self._wanted[ws_id]:
+                del self._wanted[ws_id]
+            sent = asyncio.create_task(self._signal_child(ws_id, "slots", give))
+            self._telling.add(sent)
+            sent.add_done_callback(self._telling.discard)
 
     @workflow.signal(name="usage")
     async def usage(self, usage: Usage) -> None:
@@ -334,12 +399,8 @@ class RunWorkflow:
             raise ValueError(f"run {self._inp.run_id} has already {self._state.status}")
 
     async def _tell_children(self, signal: str, arg: object) -> None:
-        for ws_id, child in self._children.items():
-            if self._state.workstreams[ws_id].status not in FINISHED:
-                try:
-                    await child.signal(signal, arg)
-                except FailureError:
-                    workflow.logger.info("workstream %s ended before it heard %s", ws_id, signal)
+        for ws_id in list(self._children):
+            await self._signal_child(ws_id, signal, arg)
 
     @workflow.query(name="status")
     def status(self) -> RunState:

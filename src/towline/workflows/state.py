@@ -170,6 +170,9 @@ class WorkstreamInput(BaseModel):
     carry: WorkstreamState | None = Field(None, description="state kept across continue-as-new")
     workspace: str | None = None
     paused: bool = False
+    run_slots: bool = Field(
+        False, description="tasks in flight need slots from the run (a run-wide max_parallel)"
+    )
     budget: Budget | None = None
     rollback: Literal["auto", "manual"] = "auto"
     reuse: dict[str, TaskView] = Field(

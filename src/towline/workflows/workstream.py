@@ -10,6 +10,7 @@ grows large, carrying only the tasks' states.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
@@ -73,6 +74,8 @@ class WorkstreamWorkflow:
         self._changed = False
         self._paused = inp.paused
         self._budget = inp.budget
+        # With a run-wide max_parallel, tasks in flight need slots from the run.
+        self._slots = _Slots() if inp.run_slots else None
         # Answers people gave, and which answers each waiting task accepts right now.
         self._answers: dict[str, Decision] = {}
         self._accepting: dict[str, frozenset[str]] = {}
@@ -171,12 +174,46 @@ class WorkstreamWorkflow:
                 if not self._running:
                     return True
             elif not self._stopping and not self._paused:
-                while len(self._running) < limit and (tid := self._sched.pop_ready()):
+                room = limit if self._slots is None else min(limit, self._slots.held)
+                while len(self._running) < room and (tid := self._sched.pop_ready()):
                     self._start(tid, env)
+            if self._slots is not None:
+                self._reconcile_slots(limit)
             if not self._running and not self._sched.has_ready() and self._all_settled():
                 return False
             self._changed = False
             await workflow.wait_condition(lambda: self._changed)
+
+    def _reconcile_slots(self, limit: int) -> None:
+        """Hold as many of the run's slots as this workstream can use now; give back the rest."""
+        assert self._slots is not None
+        idle = self._stopping or self._paused or self._history_is_long()
+        ready = 0 if idle else self._sched.ready_count()
+        needed = min(limit, len(self._running) + ready)
+        slots = self._slots
+        if slots.held > needed:
+            surplus = slots.held - max(needed, len(self._running))
+            if surplus > 0:
+                slots.held -= surplus
+                self._signal_run("release_slots", self._inp.spec.id, surplus)
+        want = max(0, needed - slots.held)
+        if want != slots.asked:
+            slots.asked = want
+            self._signal_run("want_slots", self._inp.spec.id, want)
+
+    def _signal_run(self, name: str, *args: object) -> None:
+        run = workflow.get_external_workflow_handle(self._inp.run_id)
+        self._reports[f"{name}#{len(self._reports)}"] = asyncio.create_task(
+            run.signal(name, args=list(args))
+        )
+
+    @workflow.signal(name="slots")
+    def slots(self, granted: int) -> None:
+        """The run grants slots: tasks this workstream may have in flight."""
+        if self._slots is not None:
+            self._slots.held += granted
+            self._slots.asked = max(0, self._slots.asked - granted)
+            self._changed = True
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -425,6 +462,12 @@ class WorkstreamWorkflow:
     def status(self) -> WorkstreamState:
         """The workstream's tasks and their statuses, live."""
         return self._state
+
+
+@dataclass
+class _Slots:
+    held: int = 0  # granted by the run and not given back
+    asked: int = 0  # asked for and not yet granted
 
 
 def _reused(tool: str, view: TaskView, retry_of: str | None) -> TaskState:
