@@ -68,7 +68,9 @@ class WorkstreamWorkflow:
             }
         )
         self._sched.restore(outcomes)
-        self._reports: dict[str, asyncio.Task[None]] = {}
+        # Signals to the run still on their way, and the exports already reported.
+        self._outbox: list[asyncio.Task[None]] = []
+        self._reported: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._changed = False
@@ -122,7 +124,7 @@ class WorkstreamWorkflow:
             await self._report_exports()
             raise
         if continue_as_new:
-            await asyncio.gather(*self._reports.values())
+            await asyncio.gather(*self._outbox)
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(
                 inp.model_copy(
@@ -202,10 +204,9 @@ class WorkstreamWorkflow:
             self._signal_run("want_slots", self._inp.spec.id, want)
 
     def _signal_run(self, name: str, *args: object) -> None:
+        """Signal the run; :meth:`_report_exports` waits for every one before the end."""
         run = workflow.get_external_workflow_handle(self._inp.run_id)
-        self._reports[f"{name}#{len(self._reports)}"] = asyncio.create_task(
-            run.signal(name, args=list(args))
-        )
+        self._outbox.append(asyncio.create_task(run.signal(name, args=list(args))))
 
     @workflow.signal(name="slots")
     def slots(self, granted: int) -> None:
@@ -274,18 +275,11 @@ class WorkstreamWorkflow:
 
     def _report(self, tid: str) -> None:
         """Tell the run that a task other workstreams need has finished."""
-        if tid in self._inp.exports and tid not in self._reports:
+        if tid in self._inp.exports and tid not in self._reported:
+            self._reported.add(tid)
             t = self._state.tasks[tid]
-            run = workflow.get_external_workflow_handle(self._inp.run_id)
-            self._reports[tid] = asyncio.create_task(
-                run.signal(
-                    "task_finished",
-                    args=[
-                        f"{self._inp.spec.id}.{tid}",
-                        TaskView(status=t.status, outputs=t.outputs),
-                    ],
-                )
-            )
+            view = TaskView(status=t.status, outputs=t.outputs)
+            self._signal_run("task_finished", f"{self._inp.spec.id}.{tid}", view)
 
     async def _report_exports(self) -> None:
         """Report every finished export, and wait until the run has them all.
@@ -295,7 +289,7 @@ class WorkstreamWorkflow:
         for tid in self._inp.exports:
             if self._state.tasks[tid].status in FINISHED:
                 self._report(tid)
-        await asyncio.gather(*self._reports.values())
+        await asyncio.gather(*self._outbox)
 
     def _lookup(self, ref: str) -> tuple[str, dict[str, object]] | None:
         if "." in ref:
@@ -348,9 +342,7 @@ class WorkstreamWorkflow:
         # Counted here at once, so the next task sees it before the run's answer arrives.
         if self._budget is not None:
             self._budget.spent = self._budget.spent.add(usage)
-        run = workflow.get_external_workflow_handle(self._inp.run_id)
-        told = asyncio.create_task(run.signal("usage", usage))
-        self._reports[f"usage#{len(self._reports)}"] = told
+        self._signal_run("usage", usage)
 
     @workflow.signal(name="budget")
     def budget(self, budget: Budget) -> None:
@@ -371,11 +363,7 @@ class WorkstreamWorkflow:
         )
         if waiting != self._waiting_told:
             self._waiting_told = waiting
-            run = workflow.get_external_workflow_handle(self._inp.run_id)
-            told = asyncio.create_task(
-                run.signal("workstream_waiting", args=[self._inp.spec.id, list(waiting)])
-            )
-            self._reports[f"waiting#{len(self._reports)}"] = told
+            self._signal_run("workstream_waiting", self._inp.spec.id, list(waiting))
 
     def _accept(self, answer: Answer, req: AnswerRequest) -> str:
         self._answers[req.task] = Decision(
