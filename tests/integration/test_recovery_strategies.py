@@ -140,7 +140,8 @@ async def test_fix_strategy_repairs_and_reruns_the_task(run_plan: RunPlan, tmp_p
             "command": [
                 "sh",
                 "-c",
-                f"echo '${{{{ failure.category }}}}: ${{{{ failure.message }}}}' > {seen}; touch {marker}",
+                "echo '${{ failure.category }}: ${{ failure.message }}' "
+                f"> {seen}; touch {marker}",
             ]
         },
     }
@@ -432,3 +433,22 @@ async def test_rollback_command_undoes_a_finished_run_newest_first(
     assert state.workstreams["b"].status == "rolled_back"
     with pytest.raises(api.Refused):
         await api.rollback_run(client, rid, task_queue=task_queue)  # only once
+
+
+async def test_a_retried_run_works_in_the_workspace_of_the_run_it_retries(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fixed"
+    data = plan(
+        ws(
+            "w",
+            sh("apply", "echo patched > change.txt"),
+            sh("gate", f"test -f change.txt && test -f {marker}", needs=["apply"]),
+        )
+    )
+    rid = await _start(client, task_queue, tmp_path, data)
+    assert (await api.wait_run(client, rid)).status == "failed"
+    marker.touch()
+    second = await api.wait_run(client, await api.retry_run(client, rid, task_queue=task_queue))
+    assert _task(second, "w.apply").reason == f"reused from run {rid}"
+    assert _task(second, "w.gate").status == "succeeded"  # it found apply's change

@@ -280,3 +280,11 @@ async def test_plan_max_parallel_caps_tasks_in_flight_across_workstreams(
     )
     assert state.status == "succeeded"
     assert max_concurrency(ledger) == 3
+
+
+async def test_a_workspace_that_cannot_be_prepared_says_why(
+    run_plan: RunPlan, tmp_path: Path
+) -> None:
+    state = await run_plan(plan(ws("w", echo("a"), repo={"path": "no/such/folder"})))
+    assert state.status == "failed"
+    assert "no/such/folder" in (state.workstreams["w"].reason or "")

@@ -21,6 +21,7 @@ from temporalio.client import Client
 from tests.conftest import RunPlan
 from tests.helpers import plan, ws
 from towline.activities.artifacts import read_artifact
+from towline.activities.workspace import workspace_path
 from towline.starter import api
 from towline.starter.plans import PlanError, check_data
 from towline.workflows.state import RunState, TaskState
@@ -185,7 +186,9 @@ async def test_cwd_is_relative_to_the_workspace(
 
     task = _task(state)
     assert task.status == "succeeded", task.error
-    assert task.outputs["stdout"].strip() == str((repo / "src" / "pkg").resolve())
+    # The workspace is the workstream's own copy of the folder, never the folder itself.
+    workspace = workspace_path(state.run_id, "ws")
+    assert task.outputs["stdout"].strip() == str((workspace / "src" / "pkg").resolve())
 
 
 @pytest.mark.parametrize("cwd", ["../..", "/", "src/../../", "link-out", "link-out/sub"])

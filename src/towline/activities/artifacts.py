@@ -4,19 +4,24 @@ Temporal payloads are limited to 2 MB, so a tool writes what may be large to a f
 :func:`towline.config.artifacts_root` and returns a reference
 ``artifact://<run_id>/<workstream>/<task>/<name>``. Each part of a reference is one path
 component, percent-encoded, so no id or name can reach outside the root; a reference read
-back is checked the same way before it is turned into a path.
+back is checked the same way before it is turned into a path. Outputs a tool returns that
+are still too large are moved here by the ``@tool`` decorator (:func:`store_large_outputs`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from towline.activities.base import ToolContext
 from towline.config import artifacts_root
+
+if TYPE_CHECKING:  # base imports this module: a runtime import would be circular
+    from towline.activities.base import ToolContext
 
 SCHEME = "artifact://"
 _PARTS = 4  # run_id / workstream / task / name
@@ -97,3 +102,56 @@ def read_artifact(ref: str) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"artifact not found: {ref} (looked in {path})") from None
+
+
+OUTPUT_CAP = 256 * 1024
+"""Bytes of JSON a task's outputs may take in workflow history.
+
+Above shell's default output tails (2 x 64 KiB), far below Temporal's 2 MB payload limit:
+a tool that bounds its own outputs (they all should) never meets it; it is the safety net
+for one that does not, or a plan asking for large tails.
+"""
+ARTIFACT_KEY = "$artifact"
+
+
+def store_large_outputs(
+    ctx: ToolContext, outputs: dict[str, Any], *, prefix: str, cap: int = OUTPUT_CAP
+) -> dict[str, Any]:
+    """``outputs``, with its largest values moved to artifacts until the rest fits ``cap``.
+
+    Each moved value becomes ``{"$artifact": <ref>, "bytes": <size>}``: a string is stored
+    as its text (``<prefix>-<key>.txt``), anything else as JSON (``<prefix>-<key>.json``).
+    Small values (exit codes, statuses) stay inline, so expressions can still use them.
+    ``towline logs RUN TASK`` prints the moved values.
+    """
+    total = _json_size(outputs)
+    if total <= cap:
+        return outputs
+    out = dict(outputs)
+    sizes = {key: _json_size(value) for key, value in outputs.items()}
+    for key in sorted(sizes, key=lambda k: sizes[k], reverse=True):
+        if total <= cap:
+            break
+        value = out[key]
+        if isinstance(value, str):
+            data, suffix = value.encode(), "txt"
+        else:
+            data, suffix = json.dumps(value, indent=2, default=str).encode(), "json"
+        stub = {
+            ARTIFACT_KEY: write_artifact(ctx, f"{prefix}-{key}.{suffix}", data),
+            "bytes": len(data),
+        }
+        out[key] = stub
+        total += _json_size(stub) - sizes[key]
+    return out
+
+
+def stored_ref(value: Any) -> str | None:
+    """The artifact reference of an output moved by :func:`store_large_outputs`, if it is one."""
+    if isinstance(value, dict) and isinstance(value.get(ARTIFACT_KEY), str):
+        return str(value[ARTIFACT_KEY])
+    return None
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str).encode())

@@ -4,6 +4,8 @@ A tool is a Temporal activity named after its ``tool:`` name. Its input arrives 
 :class:`ToolCall` (the task's context and the resolved ``with`` mapping); the decorator
 validates ``with`` against the tool's own pydantic model, resolves secrets, heartbeats
 while the tool runs, and turns failures into categorised, redacted ``ApplicationError``s.
+Outputs too large for workflow history go to the artifact store, history keeping a
+reference (:func:`towline.activities.artifacts.store_large_outputs`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import os
+import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from towline.activities import secrets as worker_secrets
+from towline.activities.artifacts import store_large_outputs
 from towline.errors import ToolError, is_retryable
 from towline.workflows.spec import CacheSpec
 from towline.workflows.state import Usage
@@ -39,6 +43,7 @@ class ToolContext(BaseModel):
     task: str
     workspace: str = Field(description="absolute path of the workstream's workspace")
     plan_dir: str = Field(description="absolute path of the folder holding the plan file")
+    plan: str = Field("", description="the plan's name (recorded in the run history)")
 
 
 class ToolCall(BaseModel):
@@ -66,12 +71,16 @@ ToolFn = Callable[[In, ToolContext], Awaitable[ToolResult | dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Tool:
-    """A registered tool: its name, input model, one-line description and activity."""
+    """A registered tool: its name, input model, one-line description and activity.
+
+    ``outputs`` says what the tool returns (its function's docstring), for the catalogue.
+    """
 
     name: str
     input_model: type[BaseModel]
     description: str
     activity: Callable[[ToolCall], Awaitable[ToolResult]] | None
+    outputs: str = ""
 
 
 class _Progress:
@@ -102,7 +111,7 @@ async def _heartbeat_forever(progress: _Progress) -> None:
 
 
 def resolve_secrets(value: Any, found: dict[str, str]) -> Any:
-    """Replace ``${{ secrets.NAME }}`` with ``TOWLINE_SECRET_NAME`` from the environment.
+    """Replace ``${{ secrets.NAME }}`` with the worker's secret (see :mod:`.secrets`).
 
     Each value used is added to ``found`` so it can be redacted from what the tool returns.
     """
@@ -110,12 +119,10 @@ def resolve_secrets(value: Any, found: dict[str, str]) -> Any:
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
-            secret = os.environ.get(f"TOWLINE_SECRET_{name}")
+            secret = worker_secrets.lookup(name)
             if secret is None:
                 raise ToolError(
-                    "validation",
-                    f"secret '{name}' is not set",
-                    hint=f"set TOWLINE_SECRET_{name} in the worker's environment",
+                    "validation", f"secret '{name}' is not set", hint=worker_secrets.where(name)
                 )
             found[name] = secret
             return secret
@@ -133,7 +140,8 @@ def redact(value: Any, secrets: dict[str, str]) -> Any:
     if not secrets:
         return value
     if isinstance(value, str):
-        for secret in secrets.values():
+        # Longest first, so a secret that contains another is hidden whole.
+        for secret in sorted(secrets.values(), key=len, reverse=True):
             if secret:
                 value = value.replace(secret, "***")
         return value
@@ -168,9 +176,14 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
                 if isinstance(result, dict):
                     result = ToolResult(outputs=result)
                 result.attempt = info.attempt
-                result.outputs = redact(result.outputs, secrets)
+                result.outputs = store_large_outputs(
+                    call.context, redact(result.outputs, secrets), prefix=_outputs_name(info)
+                )
                 return result
             except ToolError as e:
+                e.outputs = store_large_outputs(
+                    call.context, redact(e.outputs, secrets), prefix=_outputs_name(info)
+                )
                 raise _application_error(e, info.attempt, secrets) from None
             except ValidationError as e:
                 err = ToolError("validation", f"bad input: {_validation_message(e)}")
@@ -187,9 +200,15 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
 
         run.__name__ = run.__qualname__ = f"tool_{name.replace('.', '_')}"
         run.__doc__ = description
-        return Tool(name, input_model, description, activity.defn(name=name)(run))
+        outputs = inspect.cleandoc(fn.__doc__ or "")
+        return Tool(name, input_model, description, activity.defn(name=name)(run), outputs)
 
     return decorate
+
+
+def _outputs_name(info: activity.Info) -> str:
+    """Names the artifacts of one attempt's oversized outputs (a retry writes its own)."""
+    return f"outputs-{info.activity_id}-{info.attempt}"
 
 
 def _application_error(err: ToolError, attempt: int, secrets: dict[str, str]) -> ApplicationError:

@@ -1,25 +1,49 @@
-"""Workspaces: the folder a workstream's tasks run in, prepared once per workstream.
+"""Workspaces: the folder a workstream's tasks run in, one per workstream and run.
 
-A workstream without ``repo`` gets a scratch folder under
-:func:`towline.config.workspaces_root`; ``repo.path`` is used where it is (resolved
-against the plan's folder). Each source kind has its own function, so adding one (a
-clone of ``repo.url``, a git worktree) is a new function and a new branch in
-:func:`prepare_workspace`. Preparing is idempotent: a retry after a crash finds the
-same folder and carries on.
+Every workspace is a folder of its own, ``<workspaces root>/<run_id>/<workstream>``, so
+two runs on one repository never touch each other or the user's checkout:
+
+- no ``repo``: an empty scratch folder;
+- ``repo.url``: a ``git clone`` of the URL, at ``repo.ref`` if given;
+- ``repo.path`` naming the root of a git repository: a ``git clone`` of it, at
+  ``repo.ref`` or its checked-out commit (uncommitted changes there are not copied);
+- ``repo.path`` naming any other folder: a copy of it.
+
+A clone rather than a ``git worktree``: a worktree is registered in the user's
+repository (``.git/worktrees``) and locks the branch it has checked out there, so a run
+would leave marks in the checkout it must not touch; a local clone is as cheap (git
+hard-links the objects) and shares nothing writable with its source.
+
+Preparing is idempotent. The workspace is filled in a temporary folder beside it and
+renamed into place when complete, so a worker that dies half-way leaves no half
+workspace; the retry removes the leftovers and starts again, and a workspace already in
+place is used as it is. :func:`cleanup_workspace` removes it at the workstream's end as
+``repo.keep`` says.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from towline.activities import repo as git_repo
 from towline.activities.artifacts import safe_component
-from towline.config import workspaces_root
+from towline.config import artifacts_root, home, workspaces_root
 from towline.errors import hint_for
 from towline.workflows.spec import RepoSpec
+
+DEFAULT_KEEP = "on_failure"  # of a workstream without repo (RepoSpec.keep's default too)
 
 
 class WorkspaceRequest(BaseModel):
@@ -29,39 +53,163 @@ class WorkspaceRequest(BaseModel):
     plan_dir: str
 
 
+class CleanupRequest(BaseModel):
+    """Sent by the workstream workflow once its tasks (and rollbacks) are all done."""
+
+    run_id: str
+    workstream: str
+    repo: RepoSpec | None = None
+    succeeded: bool = Field(description="whether the workstream succeeded")
+
+
+def workspace_path(run_id: str, workstream: str) -> Path:
+    """Where the workspace of ``workstream`` in run ``run_id`` lives."""
+    return workspaces_root() / safe_component(run_id) / safe_component(workstream)
+
+
 @activity.defn(name="prepare_workspace")
 async def prepare_workspace(req: WorkspaceRequest) -> str:
     """Make the workstream's workspace ready and return its absolute path."""
+    final = workspace_path(req.run_id, req.workstream)
     if req.repo is None:
-        return str(_scratch(req.run_id, req.workstream))
-    if req.repo.path is not None:
-        return str(_local_path(req.plan_dir, req.repo.path, req.workstream))
-    raise _invalid(
-        f"workstream '{req.workstream}': repo.url is not supported yet; "
-        "use repo.path with a local checkout"
-    )
+        final.mkdir(parents=True, exist_ok=True)
+        return str(final)
+    if final.is_dir():
+        return str(final)  # prepared by an earlier attempt that died before it reported
+    repo, who = req.repo, f"workstream '{req.workstream}'"
+    if repo.ref is not None and repo.ref.startswith("-"):
+        raise _invalid(f"{who}: repo.ref '{repo.ref}' is not a branch, tag or commit")
+    async with _staging(final) as tmp:
+        if repo.url is not None:
+            url = git_repo.display_url(repo.url)
+            await _clone(repo.url, tmp, who=who, what=f"repo.url '{url}'")
+            await _checkout(tmp, repo.ref, who=who, where=url)
+        else:
+            assert repo.path is not None
+            source = _local_path(req.plan_dir, repo.path, who)
+            if await _is_repository(source):
+                await _clone(str(source), tmp, who=who, what=f"repo.path '{repo.path}'")
+                await _checkout(tmp, repo.ref, who=who, where=str(source))
+            elif repo.ref is not None:
+                raise _invalid(
+                    f"{who}: repo.ref needs a git repository, and repo.path '{repo.path}' "
+                    f"({source}) is not the root of one"
+                )
+            else:
+                await asyncio.to_thread(_copy, source, tmp)
+    return str(final)
 
 
-def _scratch(run_id: str, workstream: str) -> Path:
-    """An empty folder of the workstream's own, kept after the run for inspection."""
-    path = workspaces_root() / safe_component(run_id) / safe_component(workstream)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+@activity.defn(name="cleanup_workspace")
+async def cleanup_workspace(req: CleanupRequest) -> bool:
+    """Remove the workstream's workspace unless ``repo.keep`` says to keep it.
+
+    Returns whether it was removed. Removing what is already gone is not an error, so a
+    retry is harmless.
+    """
+    keep = req.repo.keep if req.repo is not None else DEFAULT_KEEP
+    if keep == "always" or (keep == "on_failure" and not req.succeeded):
+        return False
+    path = workspace_path(req.run_id, req.workstream)
+    await asyncio.to_thread(_remove, path)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # the run's folder, once its last workspace is gone
+    return True
 
 
-def _local_path(plan_dir: str, path: str, workstream: str) -> Path:
+@contextlib.asynccontextmanager
+async def _staging(final: Path) -> AsyncIterator[Path]:
+    """A temporary folder beside ``final``, renamed to ``final`` when the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        await asyncio.to_thread(_remove, stale)  # left by an attempt that died
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            _remove(tmp)  # another attempt got there first; its workspace stands
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path`` and everything in it, read-only folders included; gone is fine."""
+
+    def make_writable(fn: Callable[..., Any], target: str, _: Any) -> None:
+        parent = os.path.dirname(target)
+        os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
+        fn(target)
+
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, onerror=make_writable)
+
+
+def _local_path(plan_dir: str, path: str, who: str) -> Path:
     """A folder that already exists, given relative to the plan's folder (or absolute)."""
     resolved = (Path(plan_dir) / path).resolve()
     if not resolved.exists():
         raise _invalid(
-            f"workstream '{workstream}': repo.path '{path}' does not exist (resolved to "
-            f"{resolved}, relative to the plan's folder {plan_dir})"
+            f"{who}: repo.path '{path}' does not exist (resolved to {resolved}, relative to "
+            f"the plan's folder {plan_dir})"
         )
     if not resolved.is_dir():
-        raise _invalid(
-            f"workstream '{workstream}': repo.path '{path}' is not a directory ({resolved})"
-        )
+        raise _invalid(f"{who}: repo.path '{path}' is not a directory ({resolved})")
     return resolved
+
+
+async def _is_repository(folder: Path) -> bool:
+    """Whether ``folder`` is the root of a git repository (a work tree or a bare one).
+
+    A ``.git`` settles it even when git would refuse to work there (a repository owned
+    by another user): the clone then fails with git's reason, rather than the folder
+    being copied as if it were not a repository.
+    """
+    if (folder / ".git").exists():
+        return True
+    done = await git_repo.git(folder, "rev-parse", "--git-dir")
+    return done.code == 0
+
+
+def _copy(source: Path, dest: Path) -> None:
+    """Copy a folder that is not a repository; links are copied as links, not followed."""
+    own = {home(), workspaces_root(), artifacts_root()}
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        # towline's own folders may sit inside the source: never copy a workspace into itself.
+        here = Path(folder)
+        return {n for n in names if here / n in own}
+
+    shutil.copytree(source, dest, symlinks=True, ignore=skip, dirs_exist_ok=True)
+
+
+async def _clone(source: str, dest: Path, *, who: str, what: str) -> None:
+    done = await git_repo.git(dest.parent, "clone", "--quiet", "--", source, str(dest))
+    if done.code != 0:
+        said = git_repo.hide_credentials(git_repo.message(done), source)
+        raise _invalid(f"{who}: cannot clone {what}: {said}")
+
+
+async def _checkout(clone: Path, ref: str | None, *, who: str, where: str) -> None:
+    """Check out ``ref`` in a fresh clone: a branch as a local branch, else detached."""
+    if ref is None:
+        return
+    branch = f"refs/remotes/origin/{ref}"
+    if (await git_repo.git(clone, "rev-parse", "--verify", "--quiet", branch)).code == 0:
+        done = await git_repo.git(clone, "checkout", "--quiet", "-B", ref, branch)
+    else:
+        found = await git_repo.git(clone, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        if found.code != 0:
+            raise _invalid(f"{who}: repo.ref '{ref}' not found in {where}")
+        done = await git_repo.git(clone, "checkout", "--quiet", "--detach", found.out.strip())
+    if done.code != 0:
+        raise _invalid(f"{who}: cannot check out repo.ref '{ref}': {git_repo.message(done)}")
 
 
 def _invalid(message: str) -> ApplicationError:

@@ -96,6 +96,7 @@ async def start_run(
     search_attributes: bool = True,
     retry_of: str | None = None,
     reuse: dict[str, TaskView] | None = None,
+    workspace_of: str | None = None,
 ) -> str:
     """Start a run of ``plan`` and return its run id (the run workflow's id).
 
@@ -115,6 +116,7 @@ async def start_run(
                 plan_dir=str(Path(plan_dir).resolve()),
                 retry_of=retry_of,
                 reuse=reuse or {},
+                workspace_of=workspace_of,
             ),
             id=rid,
             task_queue=task_queue,
@@ -239,6 +241,7 @@ async def retry_run(
         run_id=new_id,
         retry_of=run_id,
         reuse=reuse,
+        workspace_of=original.workspace_of or run_id,
     )
 
 

@@ -182,7 +182,15 @@ def _parser() -> argparse.ArgumentParser:
                 help="new budget limits: max_cost_usd=5, max_tokens=100000",
             )
     t = cmd("tools", "the tools, with their input schemas")
-    t.add_argument("--json", action="store_true")
+    form = t.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="description, input schema, outputs")
+    form.add_argument("--markdown", action="store_true", help="as Markdown (docs/tools.md)")
+    lg = cmd("logs", "a task's tool output: its log artifacts, else its outputs", conn)
+    lg.add_argument("run_id", metavar="RUN")
+    lg.add_argument("task", metavar="TASK", help="workstream.task")
+    nt = cmd("new-tool", "scaffold a tool's module and its integration test")
+    nt.add_argument("name", metavar="NAME", help="the tool's name, e.g. slack_notify")
+    nt.add_argument("--dir", default=".", help="the towline checkout to write into (default: .)")
     st = cmd("stats", "success rates, durations and cost of tool calls, from the run history")
     st.add_argument("--plan", help="only this plan's calls, per task")
     st.add_argument("--tool", help="only this tool's calls")
@@ -517,23 +525,61 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 async def _tools(args: argparse.Namespace) -> int:
     from towline.activities.tools import TOOLS
+    from towline.starter import catalogue
 
     if args.json:
-        _print_json(
-            {
-                n: {
-                    "description": t.description,
-                    "input": t.input_model.model_json_schema(by_alias=True),
-                }
-                for n, t in TOOLS.items()
-            }
-        )
+        _print_json(catalogue.as_json(TOOLS))
+        return OK
+    if args.markdown:
+        sys.stdout.write(catalogue.as_markdown(TOOLS))
         return OK
     out = _out()
     for name, t in sorted(TOOLS.items()):
         out.print(f"[bold]{name}[/bold]  {t.description}")
-        for field, f in t.input_model.model_fields.items():
-            out.print(f"    {f.alias or field}: {f.description or ''}", markup=False)
+        for f in catalogue.fields(t.input_model):
+            default = f.default if f.default == catalogue.REQUIRED else f"default {f.default}"
+            out.print(f"    {f.key} ({f.type}; {default}): {f.description}", markup=False)
+    return OK
+
+
+async def _logs(args: argparse.Namespace) -> int:
+    from towline.starter import logs
+
+    client = await _client(args)
+    state = await api.get_status(client, args.run_id)
+    try:
+        name, task = logs.find_task(state, args.task)
+    except logs.UnknownTask as e:
+        raise UsageError(str(e)) from None
+    parts = logs.sections(task)
+    if not parts:
+        _err().print(f"task {name} has no output ({task.status})", markup=False)
+        return OK
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    for part in parts:
+        if len(parts) > 1:
+            out.write(f"==> {part.title} <==\n".encode())
+        out.write(part.content if part.content.endswith(b"\n") else part.content + b"\n")
+    out.flush()
+    return OK
+
+
+async def _new_tool(args: argparse.Namespace) -> int:
+    from towline.activities.tools import TOOLS
+    from towline.starter import scaffold
+
+    try:
+        written = scaffold.new_tool(args.name, Path(args.dir), registered=set(TOOLS))
+    except scaffold.ScaffoldError as e:
+        raise UsageError(str(e)) from None
+    out = _out()
+    for path in written:
+        out.print(f"wrote {path}", markup=False)
+    out.print(f"register it in {scaffold.REGISTRY}:", markup=False)
+    for line in scaffold.registry_lines(args.name):
+        out.print(f"    {line}", markup=False)
+    out.print(f"then run its test: python -m pytest {written[1]}", markup=False)
     return OK
 
 
@@ -648,6 +694,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "list": _list,
     "cancel": _cancel,
     "tools": _tools,
+    "logs": _logs,
+    "new-tool": _new_tool,
     "stats": _stats,
 }
 

@@ -109,8 +109,19 @@ def start_server(port: int, ui_port: int) -> tuple[int, bool]:
     return proc.pid, True
 
 
-def start_worker(address: str, namespace: str, task_queue: str) -> tuple[int, bool]:
-    """Start (or reuse) a background worker process; returns its pid and whether it is new."""
+def worker_running() -> bool:
+    """Whether the worker ``up`` started still runs."""
+    pid = _read_pid(local().worker_pid)
+    return pid is not None and _ours(pid, "towline")
+
+
+def start_worker(
+    address: str, namespace: str, task_queue: str, *, http_port: int = config.DEFAULT_HTTP_PORT
+) -> tuple[int, bool]:
+    """Start (or reuse) a background worker process; returns its pid and whether it is new.
+
+    Its HTTP endpoint (``/metrics``, ``/healthz``, ``/readyz``) listens on localhost only.
+    """
     loc = local()
     pid = _read_pid(loc.worker_pid)
     if pid and _ours(pid, "towline"):
@@ -128,15 +139,29 @@ def start_worker(address: str, namespace: str, task_queue: str) -> tuple[int, bo
             namespace,
             "--task-queue",
             task_queue,
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            str(http_port),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        env={**os.environ, "TOWLINE_HOME": str(loc.root)},
+        env=worker_environment(loc.root),
     )
     loc.worker_pid.write_text(str(proc.pid))
     return proc.pid, True
+
+
+def worker_environment(root: Path) -> dict[str, str]:
+    """The local worker's environment: this one, with towline's own ``bin`` first on PATH.
+
+    So that plans run on the local default find the Python (and pytest) that towline runs
+    with, as the examples expect.
+    """
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "TOWLINE_HOME": str(root), "PATH": path}
 
 
 def stop_pid(path: Path, word: str, *, timeout: float = 15.0) -> int | None:

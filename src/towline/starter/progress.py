@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +14,11 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
+from towline import estimates
 from towline.starter import api
 from towline.workflows.state import FINISHED, RunState, TaskState
+
+log = logging.getLogger("towline.progress")
 
 REFRESH_SECONDS = 1.0
 _STYLE = {
@@ -31,7 +36,10 @@ _STYLE = {
 def _elapsed(start: datetime | None, end: datetime | None) -> str:
     if start is None:
         return ""
-    seconds = ((end or datetime.now(UTC)) - start).total_seconds()
+    return _seconds(((end or datetime.now(UTC)) - start).total_seconds())
+
+
+def _seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)
@@ -42,10 +50,12 @@ def _elapsed(start: datetime | None, end: datetime | None) -> str:
 def _task_note(t: TaskState) -> str:
     if t.error is not None:
         return f"{t.error.category}: {t.error.message}"
+    if t.cached:
+        return "cached: an earlier identical result, the tool did not run"
     return t.reason or ""
 
 
-def table(state: RunState) -> Table:
+def table(state: RunState, *, eta: str = "") -> Table:
     """The run as a table: one row per task, grouped by workstream."""
     title = Text.assemble(
         ("run ", "bold"),
@@ -53,6 +63,7 @@ def table(state: RunState) -> Table:
         "  ",
         (state.status, _STYLE.get(state.status, "")),
         f"  {_elapsed(state.started_at, state.ended_at)}",
+        (f"  {eta}" if eta else "", "dim"),
     )
     grid = Table(title=title, title_justify="left", expand=False, show_edge=False)
     grid.add_column("task")
@@ -114,6 +125,7 @@ async def follow(client: Client, run_id: str, *, console: Console, live: bool) -
     done: asyncio.Task[Any] = asyncio.create_task(handle.result())
     state: RunState | None = None
     display = Live(console=console, auto_refresh=False) if live else None
+    eta = await _eta(client, run_id) if live else None
     try:
         if display is not None:
             display.start()
@@ -121,7 +133,7 @@ async def follow(client: Client, run_id: str, *, console: Console, live: bool) -
             await asyncio.wait({done}, timeout=REFRESH_SECONDS)
             new = await api.get_status(client, run_id)
             if display is not None:
-                display.update(table(new), refresh=True)
+                display.update(table(new, eta=eta(new) if eta else ""), refresh=True)
             else:
                 for line in transitions(state, new):
                     console.print(line, highlight=False, markup=False)
@@ -135,3 +147,23 @@ async def follow(client: Client, run_id: str, *, console: Console, live: bool) -
             done.cancel()
         elif not done.cancelled():
             done.exception()  # a failed run is reported through its status, not raised
+
+
+async def _eta(client: Client, run_id: str) -> Callable[[RunState], str] | None:
+    """What turns the run's state into "ETA ~3m10s", from the run history (the method is
+    in :mod:`towline.estimates`); None when the history cannot be read."""
+    try:
+        plan = (await api.run_input(client, run_id)).plan
+        known = await asyncio.to_thread(estimates.load_estimates, plan)
+    except Exception as e:  # the ETA is a nicety: follow the run without it
+        log.debug("no ETA for run %s: %s", run_id, e)
+        return None
+
+    def text(state: RunState) -> str:
+        left = estimates.eta(plan, state, known, now=datetime.now(UTC))
+        if left is None:
+            return ""
+        unknown = f" (+{left.unknown} tasks with no history)" if left.unknown else ""
+        return f"ETA ~{_seconds(left.seconds)}{unknown}"
+
+    return text

@@ -41,7 +41,7 @@ log = logging.getLogger("towline.worker")
 # Pure modules the workflows import: passed through the sandbox, so each workflow run
 # does not re-import them (faster first task, less memory).
 _PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "towline", "opentelemetry")
-# /readyz asks the server this often at most, and waits this long for its answer.
+# How long /readyz waits for the Temporal server's answer.
 READY_TIMEOUT = timedelta(seconds=2)
 
 
@@ -78,10 +78,11 @@ def build_worker(
 
 def _interceptors() -> list[WorkerInterceptor]:
     return [
+        # Metrics, spans and log ids for every tool call (cache hits too, so outermost);
+        # spans for runs and workstreams.
+        TowlineInterceptor(),
         # Records each tool call in the run history and serves `cache:` hits.
         HistoryInterceptor(history.open_store(), tools.TOOLS),
-        # Metrics, spans and log ids for every tool call; spans for runs and workstreams.
-        TowlineInterceptor(),
     ]
 
 

@@ -194,9 +194,7 @@ class RunWorkflow:
                 isinstance(e.cause, ApplicationError) and e.cause.type == "WorkstreamRolledBack"
             )
             st.status = "cancelled" if cancelled else "rolled_back" if undone else "failed"
-            st.reason = str(
-                e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e
-            )
+            st.reason = _innermost_message(e)
         except asyncio.CancelledError:
             st.status = "cancelled"
             st.reason = st.reason or "the run was cancelled"
@@ -248,6 +246,7 @@ class RunWorkflow:
                     if ref.startswith(f"{ws.id}.")
                 },
                 retry_of=self._inp.retry_of,
+                workspace_of=self._inp.workspace_of,
                 rollback=ws.settings.rollback or plan.settings.rollback or "auto",
             ),
             id=workstream_workflow_id(self._inp.run_id, ws.id),
@@ -406,3 +405,13 @@ class RunWorkflow:
     def status(self) -> RunState:
         """The run and its workstreams' statuses (each workstream answers for its tasks)."""
         return self._state
+
+
+def _innermost_message(err: BaseException) -> str:
+    """The message of the deepest cause: why a workstream failed, not how it surfaced
+    (e.g. "repo.path ... does not exist" rather than "Activity task failed")."""
+    message = str(err)
+    while err.__cause__ is not None:
+        err = err.__cause__
+        message = err.message if isinstance(err, FailureError) else str(err)
+    return message

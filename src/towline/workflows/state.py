@@ -147,6 +147,9 @@ class RunInput(BaseModel):
     plan: PlanSpec
     plan_dir: str
     retry_of: str | None = None
+    workspace_of: str | None = Field(
+        None, description="the run whose workspaces this one uses (the first of a retry chain)"
+    )
     reuse: dict[str, TaskView] = Field(
         default_factory=dict,
         description="'ws.task' -> the outputs of tasks that succeeded in the run retried",
@@ -179,3 +182,4 @@ class WorkstreamInput(BaseModel):
         default_factory=dict, description="task id -> outputs reused from the run retried"
     )
     retry_of: str | None = None
+    workspace_of: str | None = None

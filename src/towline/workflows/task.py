@@ -68,7 +68,7 @@ class TaskEnv:
     defaults: tuple[Defaults, ...]  # the workstream's, then the plan's
     plan: str = ""  # the plan's name
     failure_policy: FailurePolicy = "fail_fast"
-    breaker: BreakerSpec = BreakerSpec()  # the plan's settings.breaker
+    breaker: BreakerSpec = dataclasses.field(default_factory=BreakerSpec)  # settings.breaker
 
 
 def attempt_timeout(spec: TaskSpec, env: TaskEnv) -> timedelta:
@@ -170,7 +170,11 @@ async def run_task(
                 return
         await _run_with_recovery(spec, state, env, scope, ctl)
     except expressions.ExpressionError as e:
-        _end(state, "failed", error=ErrorInfo(category="validation", message=str(e)))
+        _end(
+            state,
+            "failed",
+            error=ErrorInfo(category="validation", message=str(e), hint=hint_for("validation")),
+        )
     except asyncio.CancelledError:
         ctl.set_waiting(spec.id, None, None)
         _end(state, "cancelled")
@@ -216,7 +220,7 @@ async def _run_with_recovery(
             return
         error = await _call(spec.tool, args, spec, state, env, label=spec.tool, main=True, ctl=ctl)
         await breaker.report(
-            target, breaker.outcome(error and error.category), env.breaker, task=spec.id
+            target, breaker.outcome(error.category if error else None), env.breaker, task=spec.id
         )
         if error is None:
             _end(state, "succeeded")
@@ -363,7 +367,9 @@ async def rollback_task(
     try:
         args = expressions.resolve(spec.rollback.with_, scope)
     except expressions.ExpressionError as e:
-        state.rollback_error = ErrorInfo(category="validation", message=str(e))
+        state.rollback_error = ErrorInfo(
+            category="validation", message=str(e), hint=hint_for("validation")
+        )
         return
     error = await _call(spec.rollback.tool, args, spec, state, env, label="rollback")
     if error is None:

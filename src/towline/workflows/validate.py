@@ -39,6 +39,7 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
 
+
 _CYCLE_SHOWN = 12  # steps of a long dependency cycle that a message shows
 _KEY_ERRORS = ("missing", "extra_forbidden")
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"

@@ -92,7 +92,7 @@ class WorkstreamWorkflow:
         workspace = inp.workspace or await workflow.execute_activity(
             "prepare_workspace",
             {
-                "run_id": inp.run_id,
+                "run_id": inp.workspace_of or inp.run_id,
                 "workstream": inp.spec.id,
                 "repo": inp.spec.repo,
                 "plan_dir": inp.plan_dir,
@@ -140,6 +140,7 @@ class WorkstreamWorkflow:
         if failed and inp.rollback == "auto" and await self._roll_back(env):
             st.status = "rolled_back"
         st.ended_at = workflow.now()
+        await self._clean_up(succeeded=not failed)
         await self._report_exports()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if failed:
@@ -151,6 +152,23 @@ class WorkstreamWorkflow:
                 non_retryable=True,
             )
         return st
+
+    async def _clean_up(self, *, succeeded: bool) -> None:
+        """Remove the workspace as its ``repo.keep`` says (default: keep it on failure)."""
+        inp = self._inp
+        await workflow.execute_activity(
+            "cleanup_workspace",
+            {
+                "run_id": inp.workspace_of or inp.run_id,
+                "workstream": inp.spec.id,
+                "repo": inp.spec.repo,
+                "succeeded": succeeded,
+            },
+            result_type=bool,
+            summary=f"clean up workspace of {inp.spec.id}",
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RetryPolicy(maximum_attempts=5),
+        )
 
     async def _roll_back(self, env: TaskEnv) -> bool:
         """The saga: undo succeeded tasks that have a ``rollback:``, newest first.

@@ -7,10 +7,18 @@ from typing import Any
 
 from towline.activities.base import Tool
 from towline.activities.tools.echo import echo
+from towline.activities.tools.git import git
+from towline.activities.tools.http import http
+from towline.activities.tools.llm import llm
+from towline.activities.tools.mcp import mcp
+from towline.activities.tools.patch import apply_patch, revert_patch
 from towline.activities.tools.shell import shell
+from towline.activities.tools.test_gate import gate
 from towline.activities.tools.wait import WAIT
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (echo, shell, WAIT)}
+TOOLS: dict[str, Tool] = {
+    t.name: t for t in (echo, shell, WAIT, http, llm, mcp, apply_patch, revert_patch, gate, git)
+}
 
 
 def activities() -> list[Callable[..., Any]]:

@@ -1,0 +1,5 @@
+"""Sequence helpers: the library of repository B."""
+
+
+def first(seq):
+    return seq[0] if seq else None

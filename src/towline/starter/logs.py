@@ -1,0 +1,98 @@
+"""What ``towline logs RUN TASK`` shows: a task's tool output.
+
+A task's outputs may reference artifacts: a log (``log``), a stored body, or values the
+``@tool`` decorator moved out of history for their size (``{"$artifact": ref}``). Each
+is read from the artifact store (a local folder: the CLI must see the worker's
+artifacts, e.g. on the same machine). A task whose outputs reference none shows its
+inline output (``stdout``/``stderr``, ``text``), else the outputs as JSON; a failed task
+also shows its error and the tail of what its tool printed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from towline.activities.artifacts import SCHEME, read_artifact, stored_ref
+from towline.workflows.state import RunState, TaskState
+
+# Outputs shown inline when no artifact is referenced, in this order.
+_INLINE = ("stdout", "stderr", "text", "output")
+
+
+class UnknownTask(LookupError):
+    """``TASK`` names no task of the run; the message lists the ones it has."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One piece of a task's output: where it comes from, and its content."""
+
+    title: str
+    content: bytes
+
+
+def find_task(state: RunState, name: str) -> tuple[str, TaskState]:
+    """The task ``workstream.task`` (or a bare task id, when only one workstream has it)."""
+    every = {
+        f"{w}.{t}": task for w, ws in state.workstreams.items() for t, task in ws.tasks.items()
+    }
+    if name in every:
+        return name, every[name]
+    if "." not in name:
+        matches = [full for full in every if full.split(".", 1)[1] == name]
+        if len(matches) == 1:
+            return matches[0], every[matches[0]]
+        if len(matches) > 1:
+            raise UnknownTask(
+                f"task '{name}' is in several workstreams of run {state.run_id}: "
+                f"say which, e.g. {matches[0]}"
+            )
+    close = difflib.get_close_matches(name, list(every), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    listed = ", ".join(every) or "none"
+    raise UnknownTask(f"unknown task '{name}' in run {state.run_id}{hint}; its tasks: {listed}")
+
+
+def sections(task: TaskState) -> list[Section]:
+    """The task's output, piece by piece (see the module's docstring)."""
+    out = [_artifact(key, ref) for key, ref in _references(task.outputs)]
+    if not out:
+        out = [
+            Section(key, value.encode())
+            for key in _INLINE
+            if isinstance(value := task.outputs.get(key), str) and value
+        ]
+    if not out and task.outputs:
+        out = [Section("outputs", json.dumps(task.outputs, indent=2).encode() + b"\n")]
+    if task.error is not None:
+        if task.error.output and not any(s.title.startswith("log") for s in out):
+            out.append(Section("output of the failed attempt", task.error.output.encode()))
+        text = f"{task.error.category}: {task.error.message}\n"
+        out.append(Section("error", text.encode()))
+    return out
+
+
+def _references(outputs: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(key, ref)`` for every top-level output that is, or holds, an artifact reference."""
+    found = []
+    for key, value in outputs.items():
+        ref = stored_ref(value)
+        if ref is None and isinstance(value, str) and value.startswith(SCHEME):
+            ref = value
+        if ref is not None:
+            found.append((key, ref))
+    return found
+
+
+def _artifact(key: str, ref: str) -> Section:
+    try:
+        return Section(f"{key}: {ref}", read_artifact(ref))
+    except (FileNotFoundError, ValueError) as e:
+        note = (
+            f"({e}; artifacts live on the machine of the worker that ran the task, "
+            "under its TOWLINE_ARTIFACTS or TOWLINE_HOME)\n"
+        )
+        return Section(f"{key}: {ref}", note.encode())

@@ -1,0 +1,123 @@
+"""The worker's logs: plain text for people, or one JSON object a line for log pipelines.
+
+Every line about a run carries its ids, wherever it comes from:
+
+- workflow code logs through ``workflow.logger`` (silent during replay), which puts the
+  workflow's details in ``extra["temporal_workflow"]``: a run workflow's id is the run
+  id, a workstream's is ``<run_id>/<workstream>`` (CONTRACT.md);
+- ``activity.logger`` puts the activity's in ``extra["temporal_activity"]``;
+- any line logged during a tool call (by ``activity.logger`` or any other logger) gets
+  the task and attempt from :data:`tool_call_ids`, which the worker's activity
+  interceptor sets for the call;
+- towline's own lines may say them outright in ``extra["towline"]``, which wins.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import json
+import logging
+from typing import Any, Literal
+
+from temporalio import activity, workflow
+
+from towline.workflows.state import RUN_WORKFLOW, WORKSTREAM_WORKFLOW
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[str, ...] = ("text", "json")
+
+# The ids of the tool call running in this context (run_id, workstream, task, attempt).
+tool_call_ids: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "towline_tool_call_ids", default=None
+)
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_ID_KEYS = ("run_id", "workstream", "task", "attempt")
+
+
+def record_ids(record: logging.LogRecord) -> dict[str, Any]:
+    """The run, workstream, task and attempt a log record is about, as far as known."""
+    ids: dict[str, Any] = {}
+    wf = getattr(record, "temporal_workflow", None)
+    if isinstance(wf, dict):
+        ids.update(_from_workflow_id(wf.get("workflow_id"), wf.get("workflow_type")))
+    act = getattr(record, "temporal_activity", None)
+    if isinstance(act, dict):
+        ids.update(_from_workflow_id(act.get("workflow_id"), act.get("workflow_type")))
+    ids.update(tool_call_ids.get() or {})
+    explicit = getattr(record, "towline", None)
+    if isinstance(explicit, dict):
+        ids.update(explicit)
+    return {k: ids[k] for k in _ID_KEYS if ids.get(k) is not None}
+
+
+def _from_workflow_id(workflow_id: object, workflow_type: object) -> dict[str, str]:
+    if not isinstance(workflow_id, str):
+        return {}
+    if workflow_type == WORKSTREAM_WORKFLOW:
+        run_id, _, workstream = workflow_id.rpartition("/")
+        return {"run_id": run_id, "workstream": workstream}
+    if workflow_type == RUN_WORKFLOW:
+        return {"run_id": workflow_id}
+    return {}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the ids, and any error."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **record_ids(record),
+        }
+        wf = getattr(record, "temporal_workflow", None)
+        if isinstance(wf, dict) and wf.get("workflow_id"):
+            out["workflow_id"] = wf["workflow_id"]
+        act = getattr(record, "temporal_activity", None)
+        if isinstance(act, dict) and act.get("activity_type"):
+            out["tool"] = act["activity_type"]
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The classic line, with ``[run/workstream.task#attempt]`` when it is about a task."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = record_ids(record)
+        if not ids:
+            return line
+        where = ids.get("run_id", "")
+        if "workstream" in ids:
+            where += f"/{ids['workstream']}"
+        if "task" in ids:
+            where += f".{ids['task']}"
+        if "attempt" in ids:
+            where += f"#{ids['attempt']}"
+        return f"{line} [{where}]"
+
+
+def configure(fmt: LogFormat = "text", *, level: int = logging.INFO) -> None:
+    """Send the process's logs to stderr in ``fmt``, replacing any handler set before."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The SDK appends the workflow's or activity's details to each message; the ids
+    # already have their own fields (json) or bracket (text).
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False
