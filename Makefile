@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench docs clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: install lint typecheck
 
 unit: install
 	$(BIN)/python -m pytest tests/unit
+
+# Generated docs; tests/unit/test_docs.py fails when they are stale.
+docs: install
+	$(BIN)/towline tools --markdown > docs/tools.md
 
 bench: install
 	$(BIN)/python -m bench

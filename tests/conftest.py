@@ -20,7 +20,7 @@ from temporalio.client import Client
 from towline.starter import api
 from towline.starter.plans import check_data
 from towline.worker import devserver
-from towline.worker.client import connect
+from towline.worker.client import wait_until_serving
 from towline.worker.main import build_tool_workers, build_worker
 from towline.workflows.state import RunState
 
@@ -43,7 +43,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def client(dev_server: str) -> Client:
-    return await connect(dev_server, "default")
+    return await wait_until_serving(dev_server, "default")
 
 
 @pytest.fixture

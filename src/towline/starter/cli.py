@@ -22,7 +22,7 @@ from temporalio.client import Client
 from towline import config
 from towline.starter import api, local, progress
 from towline.starter.plans import PlanError, load_plan
-from towline.worker.client import ServerUnreachable, connect
+from towline.worker.client import ServerUnreachable, connect, wait_until_serving
 from towline.workflows.spec import BudgetSpec, PlanSpec
 from towline.workflows.state import RunState
 from towline.workflows.task import OWN_QUEUE_TOOLS
@@ -279,10 +279,10 @@ async def _up(args: argparse.Namespace) -> int:
 
     out = _out()
     address = f"127.0.0.1:{args.port}"
-    pid, new = local.start_server(args.port, args.ui_port)
+    _, new = local.start_server(args.port, args.ui_port)
     where = f"localhost:{args.port}, Web UI {local.ui_url_for(address)}"
     out.print(f"Temporal dev server {'started' if new else 'already running'} ({where})")
-    client = await connect(address, args.namespace)
+    client = await wait_until_serving(address, args.namespace)
     if args.http_port and not local.worker_running() and port_open("127.0.0.1", args.http_port):
         raise UsageError(
             f"port {args.http_port} (the worker's /metrics) is in use; "
@@ -299,7 +299,6 @@ async def _up(args: argparse.Namespace) -> int:
     if args.http_port and wnew:
         out.print(f"worker metrics: http://localhost:{args.http_port}/metrics")
     out.print("stop both with: towline down")
-    del pid
     return OK
 
 
@@ -348,6 +347,7 @@ async def _dev(args: argparse.Namespace) -> int:
     )
     proc = devserver.start(opts, log=loc.root / "server.log")
     try:
+        await wait_until_serving(f"127.0.0.1:{args.port}", args.namespace)
         metrics = f", metrics on :{args.http_port}" if args.http_port else ""
         _err().print(
             f"Temporal dev server on localhost:{args.port}, "

@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.service import RPCError
 
 CONNECT_TIMEOUT = 5.0
 
@@ -41,3 +42,24 @@ async def connect(
     except RuntimeError as e:
         reason = str(e).splitlines()[-1] if str(e) else type(e).__name__
         raise ServerUnreachable(address, reason) from None
+
+
+async def wait_until_serving(address: str, namespace: str, *, timeout: float = 60.0) -> Client:
+    """Connect to a server that is starting up, once its frontend answers calls.
+
+    The dev server listens on its port a moment before its frontend is healthy
+    ("Frontend is not healthy yet"); this waits that out, up to ``timeout`` seconds.
+    """
+    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            client = await connect(address, namespace)
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
+            return client
+        except (ServerUnreachable, RPCError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
