@@ -34,7 +34,7 @@ from towline.workflows.state import RunState, TaskState
 
 pytestmark = pytest.mark.timeout(120)
 
-TARGET = "shell:sh"  # every task below runs `sh -c ...`
+TARGET = "shell:sh"  # every task below runs `sh -c ...` (plans opt in to command breakers)
 FAILURES = BreakerSpec().failures
 
 
@@ -45,6 +45,7 @@ def failing_then(*later: dict[str, Any]) -> dict[str, Any]:
     return plan(
         ws("w", *fails, *later, settings={"max_parallel": 1, "failure_policy": "continue"}),
         name="breaker",
+        breaker={"commands": True},
     )
 
 
@@ -199,7 +200,7 @@ async def test_plan_settings_decide_when_a_breaker_opens(
             settings={"max_parallel": 1, "failure_policy": "continue"},
         ),
         name="breaker",
-        breaker={"failures": 2, "cooldown": "1h"},
+        breaker={"failures": 2, "cooldown": "1h", "commands": True},
     )
     rid = await api.start_run(client, check_data(raw), plan_dir=tmp_path, task_queue=task_queue)
     waiting = await until_task(client, rid, "next", "waiting")
@@ -236,8 +237,11 @@ async def test_the_breaker_continues_as_new_keeping_its_state_and_drops_repeated
             start_signal_args=[req],
         )
 
+    handle = client.get_workflow_handle(wid)
+    first_run = None
     for i in range(30):
         await failure(f"report-{i}")
+        first_run = first_run or (await handle.describe()).run_id
         await failure(f"report-{i}")  # delivered twice: counted once
         start = WithStartWorkflowOperation(
             BreakerWorkflow.run,
@@ -250,11 +254,9 @@ async def test_the_breaker_continues_as_new_keeping_its_state_and_drops_repeated
             BreakerWorkflow.acquire, "r/w.t", start_workflow_operation=start
         )
         assert decision.allowed
-    handle = client.get_workflow_handle(wid)
     state = await handle.query(BreakerWorkflow.state)
     assert state.failures == 30
-    runs = [w async for w in client.list_workflows(f'WorkflowId = "{wid}"')]
-    assert len(runs) > 1, "the breaker never continued as new"
+    assert (await handle.describe()).run_id != first_run, "it never continued as new"
 
 
 # ------------------------------------------------------------ time-skipping server
@@ -298,3 +300,19 @@ async def test_after_the_cooldown_a_probe_runs_and_its_success_closes_the_breake
     waited = probe.ended_at - probe.started_at  # type: ignore[operator]
     assert waited >= BreakerSpec().cooldown
     assert (breaker.status, breaker.failures) == ("closed", 0)
+
+
+async def test_commands_have_no_breaker_unless_the_plan_asks(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    raw = failing_then(ledger_writer("next", ledger))
+    raw["settings"] = {}
+    state = await api.wait_run(
+        client,
+        await api.start_run(client, check_data(raw), plan_dir=tmp_path, task_queue=task_queue),
+    )
+    assert state.workstreams["w"].tasks["next"].status == "succeeded"
+    handle = client.get_workflow_handle(breaker_workflow_id(task_queue, TARGET))
+    with pytest.raises(RPCError, match="not found"):
+        await handle.describe()

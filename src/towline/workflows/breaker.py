@@ -79,15 +79,18 @@ def breaker_workflow_id(queue: str, target: str) -> str:
 # ---------------------------------------------------------------------------- targets
 
 
-def breaker_target(tool: str, args: Mapping[str, Any]) -> str | None:
+def breaker_target(tool: str, args: Mapping[str, Any], *, commands: bool = True) -> str | None:
     """The target a tool call depends on, or None for tools that call nothing outside.
 
     ``shell`` and ``test_gate``: the command's program (``shell:make``); ``http``: the URL's
     host (``http:api.example.com``, with the port when given); ``llm``: the endpoint's
     host (``llm:localhost:8080``); ``mcp``: the server's program or host
-    (``mcp:my-server``). ``echo``, ``wait``, patches and git have no breaker.
+    (``mcp:my-server``). ``echo``, ``wait``, patches and git have no breaker; commands
+    only when the plan asks (``settings.breaker.commands``).
     """
     if tool in ("shell", "test_gate"):
+        if not commands:
+            return None
         program = _program(args.get("command"))
         return f"shell:{program}" if program else None
     if tool == "http":

@@ -239,6 +239,7 @@ class RunWorkflow:
                 upstream=upstream,
                 paused=self._paused_by is not None,
                 run_slots=self._free_slots is not None,
+                breaker=plan.settings.breaker,
                 budget=self._budget,
                 reuse={
                     ref.split(".", 1)[1]: view

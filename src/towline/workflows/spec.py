@@ -172,7 +172,7 @@ class BudgetSpec(_Model):
 
 
 class BreakerSpec(_Model):
-    """Circuit breakers for the targets the plan's tools call (a command, a host).
+    """Circuit breakers for the targets the plan's tools call (a host, an MCP server).
 
     After ``failures`` consecutive failed tasks on one target, its breaker opens: tasks on
     that target wait for ``cooldown``, then one probe task tests it. ``breaker: false``
@@ -180,6 +180,11 @@ class BreakerSpec(_Model):
     """
 
     enabled: bool = True
+    commands: bool = Field(
+        False,
+        description="also keep breakers for commands (shell, test_gate), by program; off by "
+        "default, since a command that fails usually failed on its own, not its target",
+    )
     failures: int = Field(5, ge=1, le=1000, description="consecutive failures that open it")
     cooldown: Duration = Field(
         timedelta(minutes=5), description="how long it stays open before a probe, e.g. 5m"

@@ -12,7 +12,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
-from towline.workflows.spec import Defaults, FailurePolicy, PlanSpec, WorkstreamSpec
+from towline.workflows.spec import (
+    BreakerSpec,
+    Defaults,
+    FailurePolicy,
+    PlanSpec,
+    WorkstreamSpec,
+)
 
 Status = Literal[
     "pending", "waiting", "running", "succeeded", "failed", "skipped", "cancelled", "rolled_back"
@@ -173,6 +179,7 @@ class WorkstreamInput(BaseModel):
     carry: WorkstreamState | None = Field(None, description="state kept across continue-as-new")
     workspace: str | None = None
     paused: bool = False
+    breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     run_slots: bool = Field(
         False, description="tasks in flight need slots from the run (a run-wide max_parallel)"
     )

@@ -207,7 +207,7 @@ async def _run_with_recovery(
         state.status, state.error, state.reason = "running", None, None
         state.runs += 1
         # Behind an open circuit breaker the task waits instead of spending its retries.
-        target = breaker.breaker_target(spec.tool, args)
+        target = breaker.breaker_target(spec.tool, args, commands=env.breaker.commands)
         if await breaker.guard(
             target,
             env.breaker,

@@ -46,6 +46,7 @@ _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 _SHORT_FORMS = {
     "OnFailureSpec": "a strategy (fail, skip, pause, fix, resolve) or a mapping",
     "ApprovalSpec": "true, false or a mapping",
+    "BreakerSpec": "true, false or a mapping",
 }
 
 

@@ -110,6 +110,7 @@ class WorkstreamWorkflow:
             plan=inp.plan,
             defaults=(inp.spec.defaults, inp.plan_defaults),
             failure_policy=inp.failure_policy,
+            breaker=inp.breaker,
         )
         for tid in inp.exports:  # reused (or carried) results other workstreams wait for
             if st.tasks[tid].status in FINISHED:
