@@ -119,7 +119,9 @@ async def test_the_breaker_outlives_its_worker_and_holds_back_other_runs(
     # A new worker (a new process would do the same): no memory of the first one.
     async with build_worker(client, queue):
         assert (await breaker_state(client, queue)).status == "open"
-        other = check_data(plan(ws("w", ledger_writer("deploy", ledger)), name="other"))
+        other = check_data(
+            plan(ws("w", ledger_writer("deploy", ledger)), name="other", breaker={"commands": True})
+        )
         rid = await api.start_run(client, other, plan_dir=tmp_path, task_queue=queue)
         waiting = await until_task(client, rid, "deploy", "waiting")
         assert waiting.reason is not None
@@ -141,7 +143,9 @@ async def test_terminating_the_breaker_workflow_resets_it(
         reason="target fixed"
     )
 
-    again = check_data(plan(ws("w", ledger_writer("deploy", ledger)), name="again"))
+    again = check_data(
+        plan(ws("w", ledger_writer("deploy", ledger)), name="again", breaker={"commands": True})
+    )
     rid = await api.start_run(client, again, plan_dir=tmp_path, task_queue=task_queue)
     state = await api.wait_run(client, rid)
     assert state.workstreams["w"].tasks["deploy"].status == "succeeded"

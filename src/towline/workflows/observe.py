@@ -11,7 +11,7 @@ and ends it once. Spans are made only when the worker set that provider up
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -45,9 +45,16 @@ def span(name: str, attributes: Mapping[str, str | int]) -> Iterator[Span | None
     if t is None:
         yield None
         return
-    with t.start_as_current_span(
-        name, attributes=attributes, record_exception=False, set_status_on_exception=False
-    ) as s:
+    with (
+        t.start_as_current_span(
+            name,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+            end_on_exit=False,
+        ) as s,
+        _unless_evicted(s.end),
+    ):
         yield s
 
 
@@ -58,21 +65,40 @@ def task(env: TaskEnv, spec: TaskSpec, state: TaskState) -> Iterator[None]:
     metrics.task_started(env.plan, spec.tool)
     workflow.logger.debug("task %s.%s started", env.workstream, spec.id, extra={"towline": ids})
     attributes = {f"towline.{k}": v for k, v in ids.items()} | {"towline.tool": spec.tool}
-    with span(f"task {env.workstream}.{spec.id}", attributes) as s:
-        try:
-            yield
-        finally:
-            metrics.task_finished(env.plan, state)
-            if s is not None:
-                _end_task_span(s, state)
-            workflow.logger.info(
-                "task %s.%s %s%s",
-                env.workstream,
-                spec.id,
-                state.status,
-                _outcome(state),
-                extra={"towline": {**ids, "attempt": state.attempts}},
-            )
+
+    def finished() -> None:
+        metrics.task_finished(env.plan, state)
+        if s is not None:
+            _end_task_span(s, state)
+        workflow.logger.info(
+            "task %s.%s %s%s",
+            env.workstream,
+            spec.id,
+            state.status,
+            _outcome(state),
+            extra={"towline": {**ids, "attempt": state.attempts}},
+        )
+
+    with span(f"task {env.workstream}.{spec.id}", attributes) as s, _unless_evicted(finished):
+        yield
+
+
+@contextlib.contextmanager
+def _unless_evicted(done: Callable[[], None]) -> Iterator[None]:
+    """Call ``done`` when the block ends, however it ends, unless the workflow was evicted.
+
+    A worker that drops a workflow from its cache closes its coroutines (GeneratorExit):
+    the workflow has not ended, it goes on elsewhere, and nothing may be recorded (nor can
+    it: the workflow's APIs are gone by then).
+    """
+    try:
+        yield
+    except GeneratorExit:
+        raise
+    except BaseException:
+        done()
+        raise
+    done()
 
 
 def _end_task_span(s: Span, state: TaskState) -> None:
