@@ -30,6 +30,8 @@ class WorkerProcess:
             "-m",
             "towline",
             "worker",
+            "--http-port",
+            "0",
             "--address",
             address,
             "--task-queue",
@@ -48,6 +50,11 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the worker exited: {self._log.read_text(errors='replace')}")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -98,6 +105,7 @@ async def test_killed_worker_loses_nothing_and_reruns_no_succeeded_task(
         return ledger.read_text().splitlines() if ledger.exists() else []
 
     while "done t2" not in lines():
+        worker_process.check_alive()
         await asyncio.sleep(0.05)
     worker_process.kill()
     succeeded_before = {line.split()[1] for line in lines() if line.startswith("done")}
@@ -133,6 +141,7 @@ async def test_an_answer_given_after_a_worker_crash_reaches_the_new_worker(
         gate = (await api.get_status(client, rid)).workstreams["w"].tasks.get("gate")
         if gate is not None and gate.status == "waiting":
             break
+        worker_process.check_alive()
         await asyncio.sleep(0.1)
     worker_process.kill()
     worker_process.start()

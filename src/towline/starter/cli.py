@@ -262,8 +262,9 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def _summary(state: RunState, link: str, console: Console) -> None:
-    console.print(progress.table(state))
+def _summary(state: RunState, link: str, console: Console, *, table: bool = True) -> None:
+    if table:
+        console.print(progress.table(state))
     console.print(f"Web UI: {link}")
 
 
@@ -460,8 +461,8 @@ async def _run(args: argparse.Namespace) -> int:
     state = await progress.follow(client, run_id, console=info, live=info.is_terminal)
     if args.json:
         _print_json(run_json(state, link))
-    else:
-        _summary(state, link, info)
+    else:  # a live view leaves its last frame on the screen: no second table
+        _summary(state, link, info, table=not info.is_terminal)
     return _exit_for(state)
 
 
@@ -480,7 +481,8 @@ async def _watch(args: argparse.Namespace) -> int:
     client = await _client(args)
     out = _out()
     state = await progress.follow(client, args.run_id, console=out, live=out.is_terminal)
-    _summary(state, local.web_ui_link(args.address, args.namespace, args.run_id), out)
+    link = local.web_ui_link(args.address, args.namespace, args.run_id)
+    _summary(state, link, out, table=not out.is_terminal)
     return _exit_for(state)
 
 
