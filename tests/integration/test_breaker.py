@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers import plan, sh, ws
 from towline.starter import api
 from towline.starter.plans import check_data
-from towline.worker.devserver import find_binary
 from towline.worker.main import build_worker
 from towline.workflows.breaker import (
     BreakerInput,
@@ -264,18 +261,6 @@ async def test_the_breaker_continues_as_new_keeping_its_state_and_drops_repeated
 
 
 # ------------------------------------------------------------ time-skipping server
-
-
-@pytest.fixture(scope="module")
-async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(find_binary("temporal-test-server")),
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def test_after_the_cooldown_a_probe_runs_and_its_success_closes_the_breaker(

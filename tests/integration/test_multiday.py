@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers import echo, plan, ws
 from towline.starter import api
 from towline.starter.plans import check_data
-from towline.worker.devserver import find_binary
 from towline.worker.main import build_worker
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(find_binary("temporal-test-server")),
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def test_a_three_day_wait_between_two_tasks_completes_in_seconds(
