@@ -1,0 +1,1 @@
+"""Benchmarks: towline against bare Temporal, side by side (see README.md)."""

@@ -1,0 +1,90 @@
+"""The bare Temporal equivalent of each scenario: what the engine alone costs here.
+
+Minimal hand-written workflows, a no-op activity and a default worker (default data
+converter, default sandbox), as a Temporal user would write them on their first day.
+Run as its own process, like towline's worker:
+
+    python -m bench.bare --address 127.0.0.1:7233 --task-queue bare --marks marks.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+with workflow.unsafe.imports_passed_through():
+    from bench.marks import FirstBodyMarks
+
+NOOP = "bench_noop"
+_TIMEOUT = timedelta(minutes=5)
+
+
+@activity.defn(name=NOOP)
+async def noop(value: str) -> str:
+    return value
+
+
+@workflow.defn(name="BareFanout")
+class BareFanout:
+    """``n`` activities at once, gathered."""
+
+    @workflow.run
+    async def run(self, n: int) -> int:
+        results = await asyncio.gather(
+            *(
+                workflow.execute_activity(NOOP, str(i), start_to_close_timeout=_TIMEOUT)
+                for i in range(n)
+            )
+        )
+        return len(results)
+
+
+@workflow.defn(name="BareChain")
+class BareChain:
+    """``n`` activities, each started when the one before has finished."""
+
+    @workflow.run
+    async def run(self, n: int) -> int:
+        for i in range(n):
+            await workflow.execute_activity(NOOP, str(i), start_to_close_timeout=_TIMEOUT)
+        return n
+
+
+WORKFLOWS = [BareFanout, BareChain]
+
+
+async def _serve(address: str, task_queue: str, marks: Path) -> None:
+    client = await Client.connect(address)
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[noop],
+        interceptors=[FirstBodyMarks(marks)],
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        await stop.wait()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="the bare Temporal worker of the benchmark")
+    p.add_argument("--address", required=True)
+    p.add_argument("--task-queue", required=True)
+    p.add_argument("--marks", type=Path, required=True)
+    args = p.parse_args()
+    asyncio.run(_serve(args.address, args.task_queue, args.marks))
+
+
+if __name__ == "__main__":
+    main()

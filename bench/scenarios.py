@@ -1,0 +1,205 @@
+"""The scenarios, each run once through towline and once as bare Temporal.
+
+Every function here runs *one* repetition of one side and returns what it measured;
+:mod:`bench.__main__` decides how often and in which order. Timing covers what a user
+waits for: from the start call until the run's result is known. Checking that every task
+succeeded happens after the clock stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from bench import bare, marks, plans
+from bench.harness import Process
+from towline.starter import api
+from towline.starter.plans import check_data
+from towline.workflows.spec import PlanSpec
+from towline.workflows.state import RunState, WorkstreamState, workstream_workflow_id
+
+RESULT_TIMEOUT = 600.0
+
+
+@dataclass
+class Bench:
+    """Clients, queues and processes shared by every scenario."""
+
+    towline: Client  # towline's data converter
+    bare: Client  # the default one, as a bare Temporal user has it
+    towline_queue: str
+    bare_queue: str
+    plan_dir: Path
+    marks: Path
+    towline_worker: Process
+    bare_worker: Process
+    server: Process
+
+
+def _uid() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+# ---------------------------------------------------------------- towline side
+
+
+async def _towline_run(b: Bench, spec: PlanSpec, run_id: str) -> float:
+    """Seconds from the start call until the run's result; raises unless it succeeded."""
+    t0 = time.perf_counter()
+    await api.start_run(
+        b.towline, spec, plan_dir=b.plan_dir, task_queue=b.towline_queue, run_id=run_id
+    )
+    state = await asyncio.wait_for(
+        b.towline.get_workflow_handle(run_id, result_type=RunState).result(), RESULT_TIMEOUT
+    )
+    elapsed = time.perf_counter() - t0
+    if state.status != "succeeded":
+        raise RuntimeError(f"towline run {run_id} ended {state.status}: {state.reason}")
+    return elapsed
+
+
+async def _check_tasks(b: Bench, spec: PlanSpec, run_id: str) -> None:
+    """Every task of every workstream succeeded (from the workstreams' results)."""
+    for ws in spec.workstreams:
+        handle = b.towline.get_workflow_handle(
+            workstream_workflow_id(run_id, ws.id), result_type=WorkstreamState
+        )
+        state = await handle.result()
+        done = sum(t.status == "succeeded" for t in state.tasks.values())
+        if done != len(ws.tasks):
+            raise RuntimeError(f"{run_id}/{ws.id}: {done} of {len(ws.tasks)} tasks succeeded")
+
+
+async def towline_plan(b: Bench, plan: plans.Plan, *, prefix: str = "bench") -> float:
+    spec = check_data(plan)
+    run_id = f"{prefix}-{_uid()}"
+    elapsed = await _towline_run(b, spec, run_id)
+    await _check_tasks(b, spec, run_id)
+    return elapsed
+
+
+async def towline_concurrent(b: Bench, runs: int, steps: int) -> float:
+    spec = check_data(plans.chain(steps))
+    ids = [f"conc-{_uid()}" for _ in range(runs)]
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_towline_run(b, spec, rid) for rid in ids))
+    elapsed = time.perf_counter() - t0
+    for rid in ids:
+        await _check_tasks(b, spec, rid)
+    return elapsed
+
+
+async def towline_first_task(b: Bench) -> float:
+    """Milliseconds from the start call to the first tool body running."""
+    spec = check_data(plans.chain(1))
+    run_id = f"{marks.PREFIX}t-{_uid()}"
+    t0 = time.time()
+    await _towline_run(b, spec, run_id)
+    body = marks.body_started(b.marks, workstream_workflow_id(run_id, "main"), "echo")
+    if body is None:
+        raise RuntimeError(f"no body-start mark for {run_id}; is the marks interceptor on?")
+    return (body - t0) * 1000
+
+
+# ---------------------------------------------------------------- bare side
+
+
+async def _bare_run(b: Bench, workflow: str, n: int, wid: str) -> float:
+    t0 = time.perf_counter()
+    handle = await b.bare.start_workflow(workflow, n, id=wid, task_queue=b.bare_queue)
+    result = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT)
+    elapsed = time.perf_counter() - t0
+    if result != n:
+        raise RuntimeError(f"bare {workflow} {wid} returned {result}, expected {n}")
+    return elapsed
+
+
+async def bare_fanout(b: Bench, n: int) -> float:
+    return await _bare_run(b, "BareFanout", n, f"bare-fanout-{_uid()}")
+
+
+async def bare_chain(b: Bench, n: int) -> float:
+    return await _bare_run(b, "BareChain", n, f"bare-chain-{_uid()}")
+
+
+async def bare_concurrent(b: Bench, runs: int, steps: int) -> float:
+    t0 = time.perf_counter()
+    await asyncio.gather(
+        *(_bare_run(b, "BareChain", steps, f"bare-conc-{_uid()}") for _ in range(runs))
+    )
+    return time.perf_counter() - t0
+
+
+async def bare_first_task(b: Bench) -> float:
+    wid = f"{marks.PREFIX}b-{_uid()}"
+    t0 = time.time()
+    await _bare_run(b, "BareChain", 1, wid)
+    body = marks.body_started(b.marks, wid, bare.NOOP)
+    if body is None:
+        raise RuntimeError(f"no body-start mark for {wid}; is the marks interceptor on?")
+    return (body - t0) * 1000
+
+
+# ---------------------------------------------------------------- large_10k
+
+
+@dataclass
+class LargeResult:
+    seconds: float
+    tasks: int
+    max_history_events: int
+    runs: dict[str, int]  # workflow id -> runs (continue-as-new makes more than one)
+    longest_workflow_task_ms: float
+    validate_seconds: float
+
+
+async def towline_large(b: Bench, workstreams: int, tasks: int, width: int) -> LargeResult:
+    plan = plans.large(workstreams, tasks, width)
+    t0 = time.perf_counter()
+    spec = check_data(plan)
+    validate = time.perf_counter() - t0
+    run_id = f"large-{_uid()}"
+    elapsed = await _towline_run(b, spec, run_id)
+    await _check_tasks(b, spec, run_id)
+    ids = [run_id] + [workstream_workflow_id(run_id, ws.id) for ws in spec.workstreams]
+    runs: dict[str, int] = {}
+    longest_history = 0
+    longest_task = 0.0
+    for wid in ids:
+        run_ids = [e.run_id async for e in b.towline.list_workflows(f'WorkflowId = "{wid}"')]
+        runs[wid] = len(run_ids)
+        for rid in run_ids:
+            handle = b.towline.get_workflow_handle(wid, run_id=rid)
+            desc = await handle.describe()
+            longest_history = max(longest_history, desc.history_length)
+            longest_task = max(longest_task, await _longest_workflow_task_ms(handle))
+    return LargeResult(
+        seconds=elapsed,
+        tasks=sum(len(ws.tasks) for ws in spec.workstreams),
+        max_history_events=longest_history,
+        runs=runs,
+        longest_workflow_task_ms=longest_task,
+        validate_seconds=validate,
+    )
+
+
+async def _longest_workflow_task_ms(handle: Any) -> float:
+    """The longest WORKFLOW_TASK_STARTED -> COMPLETED gap in one run's history."""
+    started: datetime | None = None
+    longest = 0.0
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started = event.event_time.ToDatetime()
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and started:
+            took = (event.event_time.ToDatetime() - started).total_seconds() * 1000
+            longest = max(longest, took)
+            started = None
+    return longest
