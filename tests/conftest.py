@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from towline.starter import api
 from towline.starter.plans import check_data
 from towline.worker import devserver
 from towline.worker.client import wait_until_serving
+from towline.worker.converter import DATA_CONVERTER
 from towline.worker.main import build_tool_workers, build_worker
 from towline.workflows.state import RunState
 
@@ -61,7 +61,10 @@ async def task_queue(client: Client, towline_home: Path) -> AsyncIterator[str]:
     """A task queue of the test's own, polled by an in-process towline worker."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
     async with contextlib.AsyncExitStack() as stack:
-        for worker in (build_worker(client, queue), *build_tool_workers(client, queue)):
+        for worker in (
+            build_worker(client, queue, sandboxed=True),
+            *build_tool_workers(client, queue),
+        ):
             await stack.enter_async_context(worker)
         yield queue
 
@@ -89,7 +92,7 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     It cannot register search attributes: start runs on it with ``search_attributes=False``.
     """
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         test_server_existing_path=str(devserver.find_binary("temporal-test-server")),
     )
     try:

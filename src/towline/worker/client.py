@@ -11,9 +11,10 @@ import asyncio
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError
+
+from towline.worker.converter import DATA_CONVERTER
 
 CONNECT_TIMEOUT = 5.0
 
@@ -35,7 +36,7 @@ async def connect(
     config.update(options)
     try:
         return await asyncio.wait_for(
-            Client.connect(data_converter=pydantic_data_converter, **config), timeout
+            Client.connect(data_converter=DATA_CONVERTER, **config), timeout
         )
     except TimeoutError:
         raise ServerUnreachable(address, f"no answer within {timeout:g}s") from None

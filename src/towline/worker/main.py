@@ -18,7 +18,7 @@ from datetime import timedelta
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, Interceptor
 from temporalio.worker import Interceptor as WorkerInterceptor
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from towline import history
@@ -38,8 +38,8 @@ from towline.workflows.workstream import WorkstreamWorkflow
 
 log = logging.getLogger("towline.worker")
 
-# Pure modules the workflows import: passed through the sandbox, so each workflow run
-# does not re-import them (faster first task, less memory).
+# Pure modules the workflows import: passed through the sandbox (in tests), so each
+# workflow run does not re-import them.
 _PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "towline", "opentelemetry")
 # How long /readyz waits for the Temporal server's answer.
 READY_TIMEOUT = timedelta(seconds=2)
@@ -51,8 +51,23 @@ def build_worker(
     *,
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int | None = None,
+    sandboxed: bool = False,
 ) -> Worker:
-    """A worker for towline's workflows and tools on ``task_queue``."""
+    """A worker for towline's workflows and tools on ``task_queue``.
+
+    towline's workflows are towline's own code (plans are data), kept deterministic by
+    review and by the test suite, which runs them ``sandboxed``: there the sandbox fails
+    any workflow code that reads the clock, does I/O or imports with side effects. A
+    production worker skips the sandbox, whose checks cost about a quarter of the
+    worker's CPU per task (bench/README.md).
+    """
+    runner: WorkflowRunner = (
+        SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
+        )
+        if sandboxed
+        else UnsandboxedWorkflowRunner()
+    )
     return Worker(
         client,
         task_queue=task_queue,
@@ -70,9 +85,7 @@ def build_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=timedelta(seconds=10),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
-        ),
+        workflow_runner=runner,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -89,7 +90,7 @@ class WorkstreamWorkflow:
         if st.status == "pending":
             st.status = "running"
             st.started_at = workflow.now()
-        workspace = inp.workspace or await workflow.execute_activity(
+        workspace = inp.workspace or await self._workspace_activity(
             "prepare_workspace",
             {
                 "run_id": inp.workspace_of or inp.run_id,
@@ -157,7 +158,7 @@ class WorkstreamWorkflow:
     async def _clean_up(self, *, succeeded: bool) -> None:
         """Remove the workspace as its ``repo.keep`` says (default: keep it on failure)."""
         inp = self._inp
-        await workflow.execute_activity(
+        await self._workspace_activity(
             "cleanup_workspace",
             {
                 "run_id": inp.workspace_of or inp.run_id,
@@ -170,6 +171,18 @@ class WorkstreamWorkflow:
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(maximum_attempts=5),
         )
+
+    async def _workspace_activity(self, name: str, arg: object, **options: Any) -> Any:
+        """Prepare or clean up the workspace: a local activity for a scratch folder.
+
+        A scratch folder (no ``repo``) is made or removed in milliseconds, so it runs in
+        the worker that runs this workflow, inside the same workflow task: no activity
+        task to dispatch, no extra workflow task to carry on (saves two round trips per
+        workstream). Clones and copies of a repository may take minutes: activities.
+        """
+        if self._inp.spec.repo is None:
+            return await workflow.execute_local_activity(name, arg, **options)
+        return await workflow.execute_activity(name, arg, **options)
 
     async def _roll_back(self, env: TaskEnv) -> bool:
         """The saga: undo succeeded tasks that have a ``rollback:``, newest first.
@@ -225,6 +238,7 @@ class WorkstreamWorkflow:
     def _signal_run(self, name: str, *args: object) -> None:
         """Signal the run; :meth:`_report_exports` waits for every one before the end."""
         run = workflow.get_external_workflow_handle(self._inp.run_id)
+        self._outbox = [t for t in self._outbox if not t.done()]
         self._outbox.append(asyncio.create_task(run.signal(name, args=list(args))))
 
     @workflow.signal(name="slots")
