@@ -1,0 +1,141 @@
+"""Record the histories that tests/integration/test_replay.py replays.
+
+Run it after a deliberate change to what towline's workflows do (and guard that change
+with ``workflow.patched()`` if runs of the old code may still be in flight):
+
+    .venv/bin/python -m tests.histories.record
+
+It starts a dev server, runs a few plans that exercise most of the workflow code (cross-
+workstream outputs, an approval, an operator's retry, a failure with rollbacks, a
+cancelled run), and writes each run's and workstream's history as JSON beside this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from temporalio.client import Client
+
+from tests.helpers import echo, plan, sh, ws
+from towline.starter import api
+from towline.starter.plans import check_data
+from towline.worker import devserver
+from towline.worker.client import wait_until_serving
+from towline.worker.main import build_tool_workers, build_worker
+
+HERE = Path(__file__).parent
+QUEUE = "record"
+# A neutral folder for the runs' files: its paths end up in the recorded histories.
+SCRATCH = Path("/srv/towline-replay")
+
+
+def _plans(scratch: Path) -> dict[str, dict]:
+    undo = {"tool": "shell", "with": {"command": ["sh", "-c", "echo undone"]}}
+    return {
+        "cross-workstream": plan(
+            ws("api", echo("build", **{"with": {"v": 1}}), echo("use", needs=["build"])),
+            ws(
+                "web",
+                echo(
+                    "deploy",
+                    needs=["api.build"],
+                    **{"with": {"v": "${{ tasks.api.build.outputs.v }}"}},
+                ),
+            ),
+            ws("docs", echo("publish"), needs=["web"]),
+            name="cross-workstream",
+        ),
+        "operator": plan(
+            ws(
+                "w",
+                echo("gate", approval=True),
+                sh("flaky", f"test -f {scratch / 'fixed'}", needs=["gate"], on_failure="pause"),
+                {"id": "nap", "tool": "wait", "needs": ["flaky"], "with": {"for": "1s"}},
+            ),
+            name="operator",
+        ),
+        "rollback": plan(
+            ws("w", echo("a", rollback=undo), sh("b", "exit 1", needs=["a"])),
+            name="rollback",
+        ),
+        "cancelled": plan(ws("w", sh("slow", "sleep 30")), name="cancelled"),
+    }
+
+
+async def _record(client: Client, rid: str, name: str) -> None:
+    state = await api.get_status(client, rid)
+    for wid in [rid, *(f"{rid}/{w}" for w in state.workstreams)]:
+        history = await client.get_workflow_handle(wid).fetch_history()
+        out = HERE / f"{name}{wid.removeprefix(rid).replace('/', '.')}.json"
+        out.write_text(json.dumps(_without_stack_traces(history.to_json_dict()), indent=1) + "\n")
+
+
+def _without_stack_traces(value: object) -> object:
+    """Failures' stack traces name this machine's files; replay does not need them."""
+    if isinstance(value, dict):
+        return {k: _without_stack_traces(v) for k, v in value.items() if k != "stackTrace"}
+    if isinstance(value, list):
+        return [_without_stack_traces(v) for v in value]
+    return value
+
+
+async def _until_waiting(client: Client, rid: str, task: str) -> None:
+    while True:
+        state = await api.get_status(client, rid)
+        t = state.workstreams["w"].tasks.get(task)
+        if t is not None and t.status == "waiting":
+            return
+        await asyncio.sleep(0.1)
+
+
+async def main() -> None:
+    scratch = SCRATCH / "plans"
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.environ["TOWLINE_HOME"] = str(SCRATCH / "home")
+    opts = devserver.DevServerOptions(port=devserver.free_port(), ui_port=None)
+    proc = devserver.start(opts)
+    try:
+        client = await wait_until_serving(f"{opts.ip}:{opts.port}", "default")
+        async with contextlib.AsyncExitStack() as stack:
+            for w in (
+                build_worker(client, QUEUE, sandboxed=True),
+                *build_tool_workers(client, QUEUE),
+            ):
+                await stack.enter_async_context(w)
+            plans = _plans(scratch)
+
+            async def start(name: str) -> str:
+                return await api.start_run(
+                    client, check_data(plans[name]), plan_dir=scratch, task_queue=QUEUE, run_id=name
+                )
+
+            for name in ("cross-workstream", "rollback"):
+                await api.wait_run(client, await start(name))
+                await _record(client, name, name)
+            rid = await start("operator")
+            await _until_waiting(client, rid, "gate")
+            await api.answer(client, rid, "w.gate", "approve", by="recorder")
+            await _until_waiting(client, rid, "flaky")
+            (scratch / "fixed").touch()
+            await api.answer(client, rid, "w.flaky", "retry", by="recorder")
+            await api.wait_run(client, rid)
+            await _record(client, rid, "operator")
+            rid = await start("cancelled")
+            while (await api.get_status(client, rid)).workstreams["w"].tasks.get("slow") is None:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
+            await api.cancel_run(client, rid)
+            await api.wait_run(client, rid)
+            await _record(client, rid, "cancelled")
+    finally:
+        devserver.stop(proc)
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
