@@ -183,6 +183,7 @@ class WorkstreamInput(BaseModel):
     run_slots: bool = Field(
         False, description="tasks in flight need slots from the run (a run-wide max_parallel)"
     )
+    slots_held: int = Field(0, description="slots granted by the run, kept across continue-as-new")
     budget: Budget | None = None
     rollback: Literal["auto", "manual"] = "auto"
     reuse: dict[str, TaskView] = Field(

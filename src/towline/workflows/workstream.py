@@ -78,7 +78,7 @@ class WorkstreamWorkflow:
         self._paused = inp.paused
         self._budget = inp.budget
         # With a run-wide max_parallel, tasks in flight need slots from the run.
-        self._slots = _Slots() if inp.run_slots else None
+        self._slots = _Slots(held=inp.slots_held) if inp.run_slots else None
         # Answers people gave, and which answers each waiting task accepts right now.
         self._answers: dict[str, Decision] = {}
         self._accepting: dict[str, frozenset[str]] = {}
@@ -130,7 +130,14 @@ class WorkstreamWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(
                 inp.model_copy(
-                    update={"carry": st, "upstream": self._upstream, "workspace": workspace}
+                    update={
+                        "carry": st,
+                        "upstream": self._upstream,
+                        "workspace": workspace,
+                        "paused": self._paused,
+                        "budget": self._budget,
+                        "slots_held": self._slots.held if self._slots else 0,
+                    }
                 )
             )
         failed = [
