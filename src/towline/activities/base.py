@@ -102,12 +102,14 @@ def report_progress(details: Any) -> None:
 
 
 async def _heartbeat_forever(progress: _Progress) -> None:
+    # The first beat waits an interval: a tool done sooner needs none (each is a call to
+    # the server).
     while True:
+        await asyncio.sleep(HEARTBEAT_EVERY)
         if progress.details is None:
             activity.heartbeat()
         else:
             activity.heartbeat(redact(progress.details, progress.secrets))
-        await asyncio.sleep(HEARTBEAT_EVERY)
 
 
 def resolve_secrets(value: Any, found: dict[str, str]) -> Any:
