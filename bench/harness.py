@@ -15,12 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from towline.worker import devserver
+from towline.worker.client import has_poller
 
 
 @dataclass
@@ -121,14 +119,7 @@ async def wait_polling(client: Client, task_queue: str, worker: Process, timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         worker.check_alive()
-        resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
-        )
-        if resp.pollers:
+        if await has_poller(client, task_queue):
             return
         await asyncio.sleep(0.2)
     raise TimeoutError(f"the {worker.name} did not poll {task_queue} within {timeout:g}s")

@@ -245,7 +245,7 @@ def test_bad_input_is_rejected_before_the_run_at_its_path() -> None:
             )
         )
     text = str(e.value)
-    assert "workstreams[0].tasks[0].with.url: must start with http:// or https://" in text
+    assert "workstreams[0].tasks[0].with.url: must be an http:// or https:// URL" in text
     assert "workstreams[0].tasks[1].with: give 'json' or 'body', not both" in text
     assert "workstreams[0].tasks[2].with.method" in text
     assert "workstreams[0].tasks[3].with.expect: 700 is not an HTTP status" in text

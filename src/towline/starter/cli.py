@@ -22,7 +22,7 @@ from temporalio.client import Client
 from towline import config
 from towline.starter import api, local, progress
 from towline.starter.plans import PlanError, load_plan
-from towline.worker.client import ServerUnreachable, connect, wait_until_serving
+from towline.worker.client import ServerUnreachable, connect, has_poller, wait_until_serving
 from towline.workflows.spec import BudgetSpec, PlanSpec
 from towline.workflows.state import RunState
 from towline.workflows.task import OWN_QUEUE_TOOLS
@@ -304,20 +304,9 @@ async def _up(args: argparse.Namespace) -> int:
 
 
 async def _wait_for_poller(client: Client, task_queue: str, timeout: float = 30.0) -> None:
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
-        )
-        if resp.pollers:
+        if await has_poller(client, task_queue):
             return
         await asyncio.sleep(0.2)
     raise UsageError(

@@ -64,3 +64,19 @@ async def wait_until_serving(address: str, namespace: str, *, timeout: float = 6
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def has_poller(client: Client, task_queue: str) -> bool:
+    """Whether some worker polls ``task_queue`` for workflow tasks right now."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    resp = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return bool(resp.pollers)

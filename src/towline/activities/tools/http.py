@@ -47,6 +47,17 @@ _CHUNK = 64 * 1024
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
+def http_url(url: str, *, example: str = "https://api.example.com/items") -> str:
+    """``url`` if it is an absolute http(s) URL with a host; else a clear ValueError."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as e:
+        raise ValueError(f"not a valid URL: {e}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"must be an http:// or https:// URL with a host, e.g. {example}")
+    return url
+
+
 class HttpInput(ToolInput):
     """One HTTP request. ``json`` and ``body`` are the two ways to send a body: pick one."""
 
@@ -84,15 +95,7 @@ class HttpInput(ToolInput):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as e:
-            raise ValueError(f"not a valid URL: {e}") from None
-        if parsed.scheme not in ("http", "https"):
-            raise ValueError("must start with http:// or https://")
-        if not parsed.host:
-            raise ValueError("has no host")
-        return url
+        return http_url(url)
 
     @field_validator("expect")
     @classmethod

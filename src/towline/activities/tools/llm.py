@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from towline.activities.base import ToolContext, ToolInput, ToolResult, tool
-from towline.activities.tools.http import snippet, status_category, transport_error
+from towline.activities.tools.http import http_url, snippet, status_category, transport_error
 from towline.durations import format_duration
 from towline.errors import ToolError
 from towline.workflows.spec import Duration
@@ -114,13 +114,7 @@ class LlmInput(ToolInput):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as e:
-            raise ValueError(f"not a valid URL: {e}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError("must be an http:// or https:// URL, e.g. https://api.openai.com/v1")
-        return url
+        return http_url(url, example="https://api.openai.com/v1")
 
     @model_validator(mode="after")
     def _one_conversation(self) -> LlmInput:
