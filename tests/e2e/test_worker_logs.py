@@ -22,7 +22,12 @@ async def test_json_logs_carry_run_workstream_task_and_attempt_ids(
     client: Client, dev_server: str, tmp_path: Path
 ) -> None:
     queue = f"logs-{uuid.uuid4().hex[:8]}"
-    worker = start_worker(dev_server, queue, home=tmp_path / "home", args=["--log-format", "json"])
+    worker = start_worker(
+        dev_server,
+        queue,
+        home=tmp_path / "home",
+        args=["--log-format", "json", "--log-level", "debug"],
+    )
     try:
         await wait_status(worker, "/readyz", 200)
         # Fails once, then succeeds: the second attempt's lines say attempt 2.
@@ -42,13 +47,20 @@ async def test_json_logs_carry_run_workstream_task_and_attempt_ids(
     ids = {"run_id": rid, "workstream": "w", "task": "flaky"}
     # From the activity: one line per tool call, with its attempt.
     calls = [r for r in ours if r["logger"] == "temporalio.activity" and r.get("task") == "flaky"]
-    assert [(r["attempt"], r["message"].split()[2]) for r in calls] == [
-        (1, "failed"),
-        (2, "succeeded"),
+    # A failed call at info; a successful one at debug (its task's line says it at info).
+    assert [(r["attempt"], r["message"].split()[2], r["level"]) for r in calls] == [
+        (1, "failed", "info"),
+        (2, "succeeded", "debug"),
     ]
     assert all(r.items() >= ids.items() and r["tool"] == "shell" for r in calls)
     # From the workflow (replay-safe): the task's outcome, once.
-    done = [r for r in ours if r["logger"] == "temporalio.workflow" and r.get("task") == "flaky"]
+    done = [
+        r
+        for r in ours
+        if r["logger"] == "temporalio.workflow"
+        and r.get("task") == "flaky"
+        and r["level"] == "info"
+    ]
     assert [r["message"].split(" (")[0] for r in done] == ["task w.flaky succeeded"]
     assert done[0].items() >= {**ids, "attempt": 2}.items()
     assert done[0]["workflow_id"] == f"{rid}/w"

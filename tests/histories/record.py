@@ -3,7 +3,11 @@
 Run it after a deliberate change to what towline's workflows do (and guard that change
 with ``workflow.patched()`` if runs of the old code may still be in flight):
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record            # all of them
+    .venv/bin/python -m tests.histories.record NAME...    # only these plans
+
+Recording only the plans a change concerns keeps the older histories, which show that
+runs started before the change still replay.
 
 It starts a dev server, runs a few plans that exercise most of the workflow code (cross-
 workstream outputs, an approval, an operator's retry, a failure with rollbacks, a
@@ -17,6 +21,8 @@ import contextlib
 import json
 import os
 import shutil
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from temporalio.client import Client
@@ -64,6 +70,8 @@ def _plans(scratch: Path) -> dict[str, dict]:
             name="rollback",
         ),
         "cancelled": plan(ws("w", sh("slow", "sleep 30")), name="cancelled"),
+        # Tools that need no folder: no scratch workspace (the patch NO_SCRATCH_PATCH).
+        "no-scratch": plan(ws("w", echo("a"), echo("b", needs=["a"])), name="no-scratch"),
     }
 
 
@@ -93,7 +101,7 @@ async def _until_waiting(client: Client, rid: str, task: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
     scratch = SCRATCH / "plans"
     scratch.mkdir(parents=True, exist_ok=True)
     os.environ["TOWLINE_HOME"] = str(SCRATCH / "home")
@@ -114,28 +122,40 @@ async def main() -> None:
                     client, check_data(plans[name]), plan_dir=scratch, task_queue=QUEUE, run_id=name
                 )
 
-            for name in ("cross-workstream", "rollback"):
-                await api.wait_run(client, await start(name))
-                await _record(client, name, name)
-            rid = await start("operator")
-            await _until_waiting(client, rid, "gate")
-            await api.answer(client, rid, "w.gate", "approve", by="recorder")
-            await _until_waiting(client, rid, "flaky")
-            (scratch / "fixed").touch()
-            await api.answer(client, rid, "w.flaky", "retry", by="recorder")
-            await api.wait_run(client, rid)
-            await _record(client, rid, "operator")
-            rid = await start("cancelled")
-            while (await api.get_status(client, rid)).workstreams["w"].tasks.get("slow") is None:
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(0.5)
-            await api.cancel_run(client, rid)
-            await api.wait_run(client, rid)
-            await _record(client, rid, "cancelled")
+            wanted = set(names or plans)
+            for name in ("cross-workstream", "rollback", "no-scratch"):
+                if name in wanted:
+                    await api.wait_run(client, await start(name))
+                    await _record(client, name, name)
+            if "operator" in wanted:
+                await _operator(client, start, scratch)
+            if "cancelled" in wanted:
+                await _cancelled(client, start)
     finally:
         devserver.stop(proc)
         shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
+async def _operator(client: Client, start: Callable[[str], Awaitable[str]], scratch: Path) -> None:
+    rid = await start("operator")
+    await _until_waiting(client, rid, "gate")
+    await api.answer(client, rid, "w.gate", "approve", by="recorder")
+    await _until_waiting(client, rid, "flaky")
+    (scratch / "fixed").touch()
+    await api.answer(client, rid, "w.flaky", "retry", by="recorder")
+    await api.wait_run(client, rid)
+    await _record(client, rid, "operator")
+
+
+async def _cancelled(client: Client, start: Callable[[str], Awaitable[str]]) -> None:
+    rid = await start("cancelled")
+    while (await api.get_status(client, rid)).workstreams["w"].tasks.get("slow") is None:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    await api.cancel_run(client, rid)
+    await api.wait_run(client, rid)
+    await _record(client, rid, "cancelled")
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from tests.conftest import RunPlan
-from tests.helpers import git, make_repo, plan, sh, ws
+from tests.helpers import echo, git, make_repo, plan, sh, ws
 from towline.activities.workspace import CleanupRequest, cleanup_workspace, workspace_path
 from towline.worker.devserver import free_port
 from towline.workflows.spec import RepoSpec
@@ -288,3 +288,26 @@ async def test_cleanup_follows_keep(
             assert await cleanup() is True  # again: harmless
         else:
             (path / "sub").chmod(0o700)
+
+
+async def _local_activities(client: Client, run_id: str, workstream: str) -> int:
+    handle = client.get_workflow_handle(workstream_workflow_id(run_id, workstream))
+    return sum(
+        e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        for e in (await handle.fetch_history()).events
+    )
+
+
+async def test_only_workstreams_whose_tools_use_a_folder_get_one(
+    run_plan: RunPlan, client: Client
+) -> None:
+    state = await run_plan(plan(ws("quiet", echo("a")), ws("busy", sh("t", "pwd"))))
+
+    assert state.status == "succeeded"
+    assert state.workstreams["quiet"].tasks["a"].status == "succeeded"
+    busy = state.workstreams["busy"].tasks["t"]
+    assert str(busy.outputs["stdout"]).strip() == str(workspace_path(state.run_id, "busy"))
+    # busy: prepared and removed (local activities); quiet: neither.
+    assert await _local_activities(client, state.run_id, "busy") == 2
+    assert await _local_activities(client, state.run_id, "quiet") == 0
+    assert not workspace_path(state.run_id, "quiet").exists()

@@ -41,7 +41,10 @@ class ToolContext(BaseModel):
     run_id: str
     workstream: str
     task: str
-    workspace: str = Field(description="absolute path of the workstream's workspace")
+    workspace: str = Field(
+        description="absolute path of the workstream's workspace; empty when the "
+        "workstream has no repo and only tools that need no folder (echo, wait, http, llm)"
+    )
     plan_dir: str = Field(description="absolute path of the folder holding the plan file")
     plan: str = Field("", description="the plan's name (recorded in the run history)")
 

@@ -111,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
         help="text for people, json (one object a line, with run/workstream/task/attempt "
         "ids) for log pipelines (env TOWLINE_LOG_FORMAT; default %(default)s)",
     )
+    w.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=os.environ.get("TOWLINE_LOG_LEVEL", "info").lower(),
+        help="info: each task's outcome and every failed tool call; debug adds each "
+        "successful tool call (env TOWLINE_LOG_LEVEL; default %(default)s)",
+    )
     v = cmd("validate", "check a plan and print every problem")
     v.add_argument("plan", metavar="PLAN")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -363,7 +370,7 @@ async def _worker(args: argparse.Namespace) -> int:
     from towline.worker import logs
     from towline.worker.main import WorkerOptions
 
-    logs.configure(args.log_format)
+    logs.configure(args.log_format, level=args.log_level.upper())
     await _serve_worker(
         WorkerOptions(
             address=args.address,

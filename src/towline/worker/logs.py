@@ -108,7 +108,7 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{where}]"
 
 
-def configure(fmt: LogFormat = "text", *, level: int = logging.INFO) -> None:
+def configure(fmt: LogFormat = "text", *, level: int | str = logging.INFO) -> None:
     """Send the process's logs to stderr in ``fmt``, replacing any handler set before."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -40,6 +40,7 @@ from towline.workflows.spec import (
     OnFailureSpec,
     RetrySpec,
     TaskSpec,
+    WorkstreamSpec,
 )
 from towline.workflows.state import Decision, ErrorInfo, Status, TaskState, Usage, WaitingFor
 
@@ -50,6 +51,24 @@ WORKFLOW_TOOLS = frozenset({"wait"})
 # Tools with a task queue of their own ("<queue>-<tool>"), so that workers can cap their
 # rate on the server: `towline worker --rate-limit llm=2`.
 OWN_QUEUE_TOOLS = frozenset({"llm"})
+
+
+# Tools that never touch the workspace. A workstream without ``repo`` whose tools (tasks,
+# fixes, rollbacks) are all among these gets no scratch folder: nothing to make, nothing
+# to remove. Any other tool, a new one included, gets one.
+WORKSPACE_FREE_TOOLS = frozenset({"echo", "wait", "http", "llm"})
+
+
+def needs_workspace(spec: WorkstreamSpec, plan_defaults: Defaults) -> bool:
+    """Whether the workstream's tasks need a workspace folder at all."""
+    if spec.repo is not None:
+        return True
+    tools = {t.tool for t in spec.tasks}
+    tools.update(t.rollback.tool for t in spec.tasks if t.rollback is not None)
+    failures = [t.on_failure for t in spec.tasks]
+    failures += [spec.defaults.on_failure, plan_defaults.on_failure]
+    tools.update(f.fix.tool for f in failures if f is not None and f.fix is not None)
+    return not tools <= WORKSPACE_FREE_TOOLS
 
 
 def tool_queue(tool: str, queue: str) -> str | None:
