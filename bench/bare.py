@@ -17,6 +17,7 @@ from pathlib import Path
 
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
@@ -57,7 +58,38 @@ class BareChain:
         return n
 
 
-WORKFLOWS = [BareFanout, BareChain]
+# The search attributes towline's dev server registers (towline.workflows.state).
+STATUS = SearchAttributeKey.for_keyword("TowlineStatus")
+PLAN = SearchAttributeKey.for_keyword("TowlinePlan")
+
+
+def run_search_attributes() -> TypedSearchAttributes:
+    """What a towline run starts with: its status and its plan's name."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(STATUS, "running"), SearchAttributePair(PLAN, "bench")]
+    )
+
+
+@workflow.defn(name="BareRun")
+class BareRun:
+    """The shape the contract gives a towline run, in bare Temporal: a parent workflow
+    started with search attributes, its one workstream a child workflow ``<id>/main``
+    (``BareChain`` or ``BareFanout``), and the status attribute set when it ends.
+
+    It prices that shape alone: what any orchestrator built this way on Temporal pays
+    before doing anything of its own.
+    """
+
+    @workflow.run
+    async def run(self, kind: str, n: int) -> int:
+        result: int = await workflow.execute_child_workflow(
+            kind, n, id=f"{workflow.info().workflow_id}/main"
+        )
+        workflow.upsert_search_attributes([STATUS.value_set("succeeded")])
+        return result
+
+
+WORKFLOWS = [BareFanout, BareChain, BareRun]
 
 
 async def _serve(address: str, task_queue: str, marks: Path) -> None:

@@ -112,9 +112,19 @@ async def towline_first_task(b: Bench) -> float:
 # ---------------------------------------------------------------- bare side
 
 
-async def _bare_run(b: Bench, workflow: str, n: int, wid: str) -> float:
+async def _bare_run(b: Bench, workflow: str, n: int, wid: str, *, shaped: bool) -> float:
+    """One bare workflow; ``shaped``: inside a ``BareRun`` parent, as towline's runs are."""
     t0 = time.perf_counter()
-    handle = await b.bare.start_workflow(workflow, n, id=wid, task_queue=b.bare_queue)
+    if shaped:
+        handle = await b.bare.start_workflow(
+            "BareRun",
+            args=[workflow, n],
+            id=wid,
+            task_queue=b.bare_queue,
+            search_attributes=bare.run_search_attributes(),
+        )
+    else:
+        handle = await b.bare.start_workflow(workflow, n, id=wid, task_queue=b.bare_queue)
     result = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT)
     elapsed = time.perf_counter() - t0
     if result != n:
@@ -122,29 +132,33 @@ async def _bare_run(b: Bench, workflow: str, n: int, wid: str) -> float:
     return elapsed
 
 
-async def bare_fanout(b: Bench, n: int) -> float:
-    return await _bare_run(b, "BareFanout", n, f"bare-fanout-{_uid()}")
+async def bare_fanout(b: Bench, n: int, *, shaped: bool = False) -> float:
+    return await _bare_run(b, "BareFanout", n, f"bare-fanout-{_uid()}", shaped=shaped)
 
 
-async def bare_chain(b: Bench, n: int) -> float:
-    return await _bare_run(b, "BareChain", n, f"bare-chain-{_uid()}")
+async def bare_chain(b: Bench, n: int, *, shaped: bool = False) -> float:
+    return await _bare_run(b, "BareChain", n, f"bare-chain-{_uid()}", shaped=shaped)
 
 
-async def bare_concurrent(b: Bench, runs: int, steps: int) -> float:
+async def bare_concurrent(b: Bench, runs: int, steps: int, *, shaped: bool = False) -> float:
     t0 = time.perf_counter()
     await asyncio.gather(
-        *(_bare_run(b, "BareChain", steps, f"bare-conc-{_uid()}") for _ in range(runs))
+        *(
+            _bare_run(b, "BareChain", steps, f"bare-conc-{_uid()}", shaped=shaped)
+            for _ in range(runs)
+        )
     )
     return time.perf_counter() - t0
 
 
-async def bare_first_task(b: Bench) -> float:
+async def bare_first_task(b: Bench, *, shaped: bool = False) -> float:
     wid = f"{marks.PREFIX}b-{_uid()}"
     t0 = time.time()
-    await _bare_run(b, "BareChain", 1, wid)
-    body = marks.body_started(b.marks, wid, bare.NOOP)
+    await _bare_run(b, "BareChain", 1, wid, shaped=shaped)
+    where = f"{wid}/main" if shaped else wid
+    body = marks.body_started(b.marks, where, bare.NOOP)
     if body is None:
-        raise RuntimeError(f"no body-start mark for {wid}; is the marks interceptor on?")
+        raise RuntimeError(f"no body-start mark for {where}; is the marks interceptor on?")
     return (body - t0) * 1000
 
 

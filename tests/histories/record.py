@@ -70,7 +70,7 @@ def _plans(scratch: Path) -> dict[str, dict]:
             name="rollback",
         ),
         "cancelled": plan(ws("w", sh("slow", "sleep 30")), name="cancelled"),
-        # Tools that need no folder: no scratch workspace (the patch NO_SCRATCH_PATCH).
+        # Tools that need no folder: no scratch workspace (WorkstreamInput.workspace_free).
         "no-scratch": plan(ws("w", echo("a"), echo("b", needs=["a"])), name="no-scratch"),
     }
 

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamState,
         workstream_workflow_id,
     )
+    from towline.workflows.task import needs_workspace
 
 
 @workflow.defn(name=RUN_WORKFLOW)
@@ -237,6 +238,7 @@ class RunWorkflow:
                 or "fail_fast",
                 exports=sorted(self._exports[ws.id]),
                 upstream=upstream,
+                workspace_free=not needs_workspace(ws, plan.defaults),
                 paused=self._paused_by is not None,
                 run_slots=self._free_slots is not None,
                 breaker=plan.settings.breaker,

@@ -178,6 +178,11 @@ class WorkstreamInput(BaseModel):
     )
     carry: WorkstreamState | None = Field(None, description="state kept across continue-as-new")
     workspace: str | None = None
+    # Set by runs since towline made no scratch folder for tools that need none; absent
+    # (False) in the input of workstreams started before, which made one, and replay so.
+    workspace_free: bool = Field(
+        False, description="no repo and only tools that need no folder: make none"
+    )
     paused: bool = False
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     run_slots: bool = Field(

@@ -37,14 +37,11 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamInput,
         WorkstreamState,
     )
-    from towline.workflows.task import TaskEnv, needs_workspace, rollback_task, run_task
+    from towline.workflows.task import TaskEnv, rollback_task, run_task
 
 # Continue-as-new well before Temporal's 10k-event history guidance; each task costs
 # about 6 events (activity scheduled, started, completed, and workflow task events).
 MAX_HISTORY_EVENTS = 8_000
-# Workstreams whose tools never touch a workspace make no scratch folder (a patch: runs
-# started before made one, and replay the same way).
-NO_SCRATCH_PATCH = "no-scratch-folder-for-workspace-free-tools"
 
 
 @workflow.defn(name=WORKSTREAM_WORKFLOW)
@@ -86,7 +83,6 @@ class WorkstreamWorkflow:
         self._answers: dict[str, Decision] = {}
         self._accepting: dict[str, frozenset[str]] = {}
         self._waiting_told: tuple[str, ...] = ()
-        self._workspace_free = False  # decided when the run starts (a patch)
 
     @workflow.run
     async def run(self, inp: WorkstreamInput) -> WorkstreamState:
@@ -94,11 +90,8 @@ class WorkstreamWorkflow:
         if st.status == "pending":
             st.status = "running"
             st.started_at = workflow.now()
-        self._workspace_free = not needs_workspace(inp.spec, inp.plan_defaults) and (
-            workflow.patched(NO_SCRATCH_PATCH)
-        )
         workspace = inp.workspace or ""
-        if not workspace and not self._workspace_free:
+        if not workspace and not inp.workspace_free:
             workspace = await self._workspace_activity(
                 "prepare_workspace",
                 {
@@ -176,7 +169,7 @@ class WorkstreamWorkflow:
     async def _clean_up(self, *, succeeded: bool) -> None:
         """Remove the workspace as its ``repo.keep`` says (default: keep it on failure)."""
         inp = self._inp
-        if self._workspace_free:
+        if inp.workspace_free:
             return
         await self._workspace_activity(
             "cleanup_workspace",
