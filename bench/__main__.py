@@ -49,6 +49,9 @@ class Sizes:
     large_workstreams: int = 5
     large_tasks: int = 2000
     large_width: int = 50
+    # Runs in flight at once on the one worker, each checked task by task.
+    in_flight_runs: int = 100
+    in_flight_steps: int = 5
     reps: int = 3
 
 
@@ -61,6 +64,8 @@ QUICK = Sizes(
     large_workstreams=2,
     large_tasks=300,
     large_width=20,
+    in_flight_runs=20,
+    in_flight_steps=3,
     reps=2,
 )
 
@@ -146,7 +151,19 @@ async def _warm_up(b: Bench) -> None:
     await scenarios.bare_chain(b, 10)
 
 
-async def _run_all(b: Bench, sizes: Sizes) -> tuple[list[Samples], float | None, LargeResult]:
+@dataclass
+class InFlight:
+    """Many runs started at once on one worker: did every task of every run succeed."""
+
+    runs: int
+    steps: int
+    seconds: float
+    peak_rss_mb: float | None
+
+
+async def _run_all(
+    b: Bench, sizes: Sizes
+) -> tuple[list[Samples], float | None, InFlight, LargeResult]:
     await _warm_up(b)
     results = []
     n = sizes.fanout
@@ -214,12 +231,20 @@ async def _run_all(b: Bench, sizes: Sizes) -> tuple[list[Samples], float | None,
         )
     )
 
+    n, steps = sizes.in_flight_runs, sizes.in_flight_steps
+    _say(f"in flight: {n} runs of {steps} chained tasks at once")
+    b.towline_worker.reset_peak_rss()
+    # towline_concurrent checks every task of every run once they have all finished.
+    seconds = await scenarios.towline_concurrent(b, n, steps)
+    in_flight = InFlight(n, steps, seconds, b.towline_worker.peak_rss_mb())
+    _say(f"  in flight: {seconds:.1f} s")
+
     _say(f"large: {sizes.large_workstreams} workstreams of {sizes.large_tasks} tasks")
     large = await scenarios.towline_large(
         b, sizes.large_workstreams, sizes.large_tasks, sizes.large_width
     )
     _say(f"  large: {large.seconds:.1f} s, longest history {large.max_history_events} events")
-    return results, max(peaks) if peaks else None, large
+    return results, max(peaks) if peaks else None, in_flight, large
 
 
 # Temporal's warnings about payloads and blobs past the warning size (512 KB by default):
@@ -255,7 +280,11 @@ def _large_name(tasks: int) -> str:
 
 
 def _document(
-    samples: list[Samples], rss: float | None, large: LargeResult, env: dict[str, Any]
+    samples: list[Samples],
+    rss: float | None,
+    in_flight: InFlight,
+    large: LargeResult,
+    env: dict[str, Any],
 ) -> dict[str, Any]:
     """``latest.json``, in the shape the issue gives."""
     out: dict[str, Any] = {}
@@ -277,6 +306,13 @@ def _document(
         out[s.name]["ratio_to_bare_with_child"] = s.shaped_ratio()
         if s.kind == "concurrent":
             out[s.name]["worker_peak_rss_mb"] = rss
+    out[f"in_flight_{in_flight.runs}"] = {
+        "towline": in_flight.seconds,
+        "runs": in_flight.runs,
+        "tasks_per_run": in_flight.steps,
+        "all_succeeded": True,  # towline_concurrent raises otherwise
+        "worker_peak_rss_mb": in_flight.peak_rss_mb,
+    }
     out[_large_name(large.tasks)] = {
         "towline": large.seconds,
         "tasks": large.tasks,
@@ -288,6 +324,7 @@ def _document(
 def _markdown(
     samples: list[Samples],
     rss: float | None,
+    in_flight: InFlight,
     large: LargeResult,
     warnings: list[str],
     env: dict[str, Any],
@@ -339,6 +376,10 @@ def _markdown(
         "",
         f"- towline worker peak RSS during the concurrent runs: {rss_text}"
         f" (goal ≤ {RSS_GOAL_MB:.0f} MB {rss_mark})",
+        f"- in_flight_{in_flight.runs}: {in_flight.runs} runs of {in_flight.steps} chained"
+        f" tasks started at once on the one worker, every task of every run succeeded, in"
+        f" {in_flight.seconds:.1f} s; worker peak RSS"
+        f" {in_flight.peak_rss_mb or 0:.0f} MB",
         f"- {_large_name(large.tasks)}: {large.tasks} tasks in {large.seconds:.1f} s"
         f" ({1000 * large.seconds / large.tasks:.2f} ms per task); validating the plan took"
         f" {large.validate_seconds:.2f} s",
@@ -383,15 +424,16 @@ async def _main(args: argparse.Namespace) -> int:
             await harness.wait_polling(bclient, bq, bw, 60)
             b = Bench(tclient, bclient, tq, bq, folder, marks, tw, bw, server)
             env = await _env(tclient)
-            samples, rss, large = await _run_all(b, sizes)
+            samples, rss, in_flight, large = await _run_all(b, sizes)
             warnings = _payload_warnings(server.log, tw.log, bw.log)
         finally:
             for w in workers:
                 w.stop()
             server.stop()
     seconds = time.perf_counter() - started
-    doc = _document(samples, rss, large, env)
-    md = _markdown(samples, rss, large, warnings, env, (load_before, os.getloadavg()[0]), seconds)
+    doc = _document(samples, rss, in_flight, large, env)
+    load = (load_before, os.getloadavg()[0])
+    md = _markdown(samples, rss, in_flight, large, warnings, env, load, seconds)
     print(md)
     out = args.out or (None if args.quick else RESULTS)
     if out is not None:
