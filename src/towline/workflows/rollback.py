@@ -9,17 +9,20 @@ status`` shows the run with those outcomes.
 from __future__ import annotations
 
 import functools
-from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from towline.workflows import expressions
     from towline.workflows.spec import PlanSpec
     from towline.workflows.state import FINISHED, Status, TaskState
-    from towline.workflows.task import TaskEnv, rollback_task
+    from towline.workflows.task import (
+        PREPARE_WORKSPACE_RETRY,
+        PREPARE_WORKSPACE_TIMEOUT,
+        TaskEnv,
+        rollback_task,
+    )
 
 ROLLBACK_WORKFLOW = "RollbackWorkflow"
 
@@ -72,10 +75,8 @@ class RollbackWorkflow:
                     },
                     result_type=str,
                     summary=f"workspace for {wid}",
-                    start_to_close_timeout=timedelta(minutes=30),
-                    retry_policy=RetryPolicy(
-                        maximum_attempts=5, non_retryable_error_types=["validation"]
-                    ),
+                    start_to_close_timeout=PREPARE_WORKSPACE_TIMEOUT,
+                    retry_policy=PREPARE_WORKSPACE_RETRY,
                 )
             env = TaskEnv(
                 run_id=inp.run_id,

@@ -59,6 +59,12 @@ OWN_QUEUE_TOOLS = frozenset({"llm"})
 WORKSPACE_FREE_TOOLS = frozenset({"echo", "wait", "http", "llm"})
 
 
+# Making a workspace ready (activities/workspace.py): a clone may take minutes, and a
+# repo that cannot be had (a bad ref, a missing path) is not retried.
+PREPARE_WORKSPACE_TIMEOUT = timedelta(minutes=30)
+PREPARE_WORKSPACE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["validation"])
+
+
 def needs_workspace(spec: WorkstreamSpec, plan_defaults: Defaults) -> bool:
     """Whether the workstream's tasks need a workspace folder at all."""
     if spec.repo is not None:

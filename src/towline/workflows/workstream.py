@@ -37,7 +37,13 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamInput,
         WorkstreamState,
     )
-    from towline.workflows.task import TaskEnv, rollback_task, run_task
+    from towline.workflows.task import (
+        PREPARE_WORKSPACE_RETRY,
+        PREPARE_WORKSPACE_TIMEOUT,
+        TaskEnv,
+        rollback_task,
+        run_task,
+    )
 
 # Continue-as-new well before Temporal's 10k-event history guidance; each task costs
 # about 6 events (activity scheduled, started, completed, and workflow task events).
@@ -102,10 +108,8 @@ class WorkstreamWorkflow:
                 },
                 result_type=str,
                 summary=f"workspace for {inp.spec.id}",
-                start_to_close_timeout=timedelta(minutes=30),
-                retry_policy=RetryPolicy(
-                    maximum_attempts=5, non_retryable_error_types=["validation"]
-                ),
+                start_to_close_timeout=PREPARE_WORKSPACE_TIMEOUT,
+                retry_policy=PREPARE_WORKSPACE_RETRY,
             )
         env = TaskEnv(
             run_id=inp.run_id,
