@@ -11,6 +11,7 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import re
 import secrets
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from pydantic import BaseModel, ValidationError
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -31,7 +33,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from towline import estimates
@@ -152,13 +154,57 @@ async def _query(client: Client, workflow_id: str, result_type: type) -> object:
         raise
 
 
+async def _ended_state(
+    client: Client, workflow_id: str, result_type: type[BaseModel]
+) -> object | None:
+    """The state a workflow that has ended ended with, read from its history: no worker
+    needs to answer. None when it is still running, or ended without one (cancelled,
+    terminated, timed out).
+
+    A run or workstream that succeeded returns its state; one that failed puts it in
+    its error's details.
+    """
+    handle = client.get_workflow_handle(workflow_id, result_type=result_type)
+    try:
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            return None
+        return await handle.result(rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownRun(workflow_id) from None
+        raise
+    except WorkflowFailureError as e:
+        cause = e.cause
+        if isinstance(cause, ApplicationError) and len(cause.details) == 1:
+            with contextlib.suppress(ValidationError):
+                return result_type.model_validate(cause.details[0])
+        return None
+
+
+async def _state(
+    client: Client, workflow_id: str, result_type: type[BaseModel], *, ended: bool
+) -> object:
+    """A workflow's state: from its history once it has ended, else by query."""
+    if ended and (state := await _ended_state(client, workflow_id, result_type)) is not None:
+        return state
+    return await _query(client, workflow_id, result_type)
+
+
 async def get_status(client: Client, run_id: str) -> RunState:
-    """The run, its workstreams and their tasks, as they are now."""
-    run = await _query(client, run_id, RunState)
+    """The run, its workstreams and their tasks, as they are now.
+
+    A run that is still going is asked (queries, answered by a worker); one that has
+    ended is read from the histories, so its status needs no worker.
+    """
+    run = await _state(client, run_id, RunState, ended=True)
     assert isinstance(run, RunState)
+    ended = run.status in FINISHED
     started = [w for w, s in run.workstreams.items() if s.started_at is not None]
     details = await asyncio.gather(
-        *(_query(client, workstream_workflow_id(run_id, w), WorkstreamState) for w in started),
+        *(
+            _state(client, workstream_workflow_id(run_id, w), WorkstreamState, ended=ended)
+            for w in started
+        ),
         return_exceptions=True,
     )
     usage = Usage()
@@ -274,7 +320,7 @@ async def rollback_run(client: Client, run_id: str, *, task_queue: str = DEFAULT
 async def _apply_rollback(client: Client, run: RunState) -> None:
     """Show the outcome of ``towline rollback`` (if any) in a finished run's status."""
     try:
-        rb = await _query(client, rollback_workflow_id(run.run_id), RollbackState)
+        rb = await _state(client, rollback_workflow_id(run.run_id), RollbackState, ended=True)
     except UnknownRun:
         return
     assert isinstance(rb, RollbackState)

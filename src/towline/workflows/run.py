@@ -119,8 +119,10 @@ class RunWorkflow:
             await self._finish("failed" if failed else "rolled_back" if undone else "succeeded")
         await workflow.wait_condition(workflow.all_handlers_finished)
         if st.status != "succeeded":
+            # The final state travels with the failure, as it does with a success: a
+            # finished run's status is read from its history, with no worker to ask.
             raise ApplicationError(
-                f"run {st.run_id} failed: {st.reason}", type="RunFailed", non_retryable=True
+                f"run {st.run_id} failed: {st.reason}", st, type="RunFailed", non_retryable=True
             )
         return st
 

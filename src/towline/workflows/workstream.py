@@ -164,7 +164,7 @@ class WorkstreamWorkflow:
             done = ", rolled back" if st.status == "rolled_back" else ""
             raise ApplicationError(
                 f"workstream {inp.spec.id} failed: {', '.join(failed)}{done}",
-                {"status": st.status},
+                st,  # the final state, as a success returns it (read by `towline status`)
                 type="WorkstreamRolledBack" if st.status == "rolled_back" else "WorkstreamFailed",
                 non_retryable=True,
             )
