@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from tests.helpers import echo, plan, sh, ws
 from towline.starter import api
 from towline.starter.plans import check_data
+from towline.workflows.state import workstream_workflow_id
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
 
@@ -104,12 +107,24 @@ async def test_killed_worker_loses_nothing_and_reruns_no_succeeded_task(
     def lines() -> list[str]:
         return ledger.read_text().splitlines() if ledger.exists() else []
 
-    while "done t2" not in lines():
+    # Kill the worker once the server has recorded t2's success. (A tool that has done its
+    # work but whose worker dies before reporting it runs again: activities are
+    # at-least-once. What must not run again is what the server knows succeeded.)
+    history = client.get_workflow_handle(workstream_workflow_id(rid, "chain"))
+
+    async def recorded() -> int:
+        try:
+            events = [e async for e in history.fetch_history_events()]
+        except RPCError:  # the workstream is not started yet
+            return 0
+        return sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED for e in events)
+
+    while await recorded() < 3:
         worker_process.check_alive()
         await asyncio.sleep(0.05)
     worker_process.kill()
-    succeeded_before = {line.split()[1] for line in lines() if line.startswith("done")}
-    assert {"t0", "t1", "t2"} <= succeeded_before
+    succeeded_before = {"t0", "t1", "t2"}
+    assert succeeded_before <= {line.split()[1] for line in lines() if line.startswith("done")}
 
     worker_process.start()
     state = await asyncio.wait_for(api.wait_run(client, rid), 120)
