@@ -18,9 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from towline.workflows.spec import PlanSpec
     from towline.workflows.state import FINISHED, Status, TaskState
     from towline.workflows.task import (
-        PREPARE_WORKSPACE_RETRY,
-        PREPARE_WORKSPACE_TIMEOUT,
         TaskEnv,
+        prepare_workspace,
         rollback_task,
     )
 
@@ -65,19 +64,7 @@ class RollbackWorkflow:
         for wid, tid in order:
             ws, spec = specs[(wid, tid)]
             if wid not in workspaces:
-                workspaces[wid] = await workflow.execute_activity(
-                    "prepare_workspace",
-                    {
-                        "run_id": inp.run_id,
-                        "workstream": wid,
-                        "repo": ws.repo,
-                        "plan_dir": inp.plan_dir,
-                    },
-                    result_type=str,
-                    summary=f"workspace for {wid}",
-                    start_to_close_timeout=PREPARE_WORKSPACE_TIMEOUT,
-                    retry_policy=PREPARE_WORKSPACE_RETRY,
-                )
+                workspaces[wid] = await prepare_workspace(inp.run_id, ws, inp.plan_dir, local=False)
             env = TaskEnv(
                 run_id=inp.run_id,
                 workstream=wid,

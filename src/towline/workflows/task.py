@@ -59,10 +59,25 @@ OWN_QUEUE_TOOLS = frozenset({"llm"})
 WORKSPACE_FREE_TOOLS = frozenset({"echo", "wait", "http", "llm"})
 
 
-# Making a workspace ready (activities/workspace.py): a clone may take minutes, and a
-# repo that cannot be had (a bad ref, a missing path) is not retried.
-PREPARE_WORKSPACE_TIMEOUT = timedelta(minutes=30)
-PREPARE_WORKSPACE_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["validation"])
+async def prepare_workspace(run_id: str, ws: WorkstreamSpec, plan_dir: str, *, local: bool) -> str:
+    """Make a workstream's workspace ready (activities/workspace.py); return its path.
+
+    ``local``: as a local activity, inside the calling workflow task (a scratch folder
+    is made in milliseconds). A clone may take minutes, and a repo that cannot be had
+    (a bad ref, a missing path) is not retried.
+    """
+    arg = {"run_id": run_id, "workstream": ws.id, "repo": ws.repo, "plan_dir": plan_dir}
+    options: dict[str, Any] = {
+        "result_type": str,
+        "summary": f"workspace for {ws.id}",
+        "start_to_close_timeout": timedelta(minutes=30),
+        "retry_policy": RetryPolicy(maximum_attempts=5, non_retryable_error_types=["validation"]),
+    }
+    if local:
+        path: str = await workflow.execute_local_activity("prepare_workspace", arg, **options)
+    else:
+        path = await workflow.execute_activity("prepare_workspace", arg, **options)
+    return path
 
 
 def needs_workspace(spec: WorkstreamSpec, plan_defaults: Defaults) -> bool:

@@ -38,9 +38,8 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamState,
     )
     from towline.workflows.task import (
-        PREPARE_WORKSPACE_RETRY,
-        PREPARE_WORKSPACE_TIMEOUT,
         TaskEnv,
+        prepare_workspace,
         rollback_task,
         run_task,
     )
@@ -98,18 +97,12 @@ class WorkstreamWorkflow:
             st.started_at = workflow.now()
         workspace = inp.workspace or ""
         if not workspace and not inp.workspace_free:
-            workspace = await self._workspace_activity(
-                "prepare_workspace",
-                {
-                    "run_id": inp.workspace_of or inp.run_id,
-                    "workstream": inp.spec.id,
-                    "repo": inp.spec.repo,
-                    "plan_dir": inp.plan_dir,
-                },
-                result_type=str,
-                summary=f"workspace for {inp.spec.id}",
-                start_to_close_timeout=PREPARE_WORKSPACE_TIMEOUT,
-                retry_policy=PREPARE_WORKSPACE_RETRY,
+            # A scratch folder in this workflow task, a clone or copy as an activity.
+            workspace = await prepare_workspace(
+                inp.workspace_of or inp.run_id,
+                inp.spec,
+                inp.plan_dir,
+                local=inp.spec.repo is None,
             )
         env = TaskEnv(
             run_id=inp.run_id,
@@ -190,7 +183,7 @@ class WorkstreamWorkflow:
         )
 
     async def _workspace_activity(self, name: str, arg: object, **options: Any) -> Any:
-        """Prepare or clean up the workspace: a local activity for a scratch folder.
+        """Clean up the workspace: a local activity for a scratch folder.
 
         A scratch folder (no ``repo``) is made or removed in milliseconds, so it runs in
         the worker that runs this workflow, inside the same workflow task: no activity
