@@ -58,7 +58,7 @@ class BareChain:
         return n
 
 
-# The search attributes towline's dev server registers (towline.workflows.state).
+# The search attributes towline's dev server registers (towline.state).
 STATUS = SearchAttributeKey.for_keyword("TowlineStatus")
 PLAN = SearchAttributeKey.for_keyword("TowlinePlan")
 

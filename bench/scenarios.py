@@ -21,10 +21,10 @@ from temporalio.client import Client
 
 from bench import bare, marks, plans
 from bench.harness import Process
+from towline.plan.load import check_data
+from towline.plan.spec import PlanSpec
 from towline.starter import api
-from towline.starter.plans import check_data
-from towline.workflows.spec import PlanSpec
-from towline.workflows.state import RunState, WorkstreamState, workstream_workflow_id
+from towline.state import RunState, WorkstreamState, workstream_workflow_id
 
 RESULT_TIMEOUT = 600.0
 

@@ -18,13 +18,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
+from towline.state import RunState
 from towline.worker import devserver
 from towline.worker.client import wait_until_serving
 from towline.worker.converter import DATA_CONVERTER
 from towline.worker.main import build_tool_workers, build_worker
-from towline.workflows.state import RunState
 
 RunPlan = Callable[..., Awaitable[RunState]]
 

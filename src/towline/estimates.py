@@ -28,8 +28,8 @@ from graphlib import TopologicalSorter
 
 from towline.durations import parse_duration
 from towline.history import HistoryStore, ToolCallRecord, open_store
-from towline.workflows.spec import DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT, PlanSpec, TaskSpec
-from towline.workflows.state import FINISHED, RunState
+from towline.plan.spec import DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT, PlanSpec, TaskSpec
+from towline.state import FINISHED, RunState
 
 log = logging.getLogger("towline.history")
 

@@ -13,8 +13,8 @@ import pytest
 from temporalio.client import Client
 
 from tests.helpers import echo, plan, sh, ws
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 
 pytestmark = pytest.mark.timeout(90)
 

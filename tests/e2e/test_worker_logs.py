@@ -12,8 +12,8 @@ from temporalio.client import Client
 
 from tests.helpers import plan, sh, ws
 from tests.workerproc import start_worker, wait_status
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from temporalio.client import Client
 
 from tests.helpers import echo, plan, sh, ws
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 from towline.worker import devserver
 from towline.worker.client import wait_until_serving
 from towline.worker.main import build_tool_workers, build_worker

@@ -16,8 +16,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers import plan, sh, ws
+from towline.plan.load import check_data
+from towline.plan.spec import BreakerSpec
 from towline.starter import api
-from towline.starter.plans import check_data
+from towline.state import RunState, TaskState
 from towline.worker.main import build_worker
 from towline.workflows.breaker import (
     BreakerInput,
@@ -26,8 +28,6 @@ from towline.workflows.breaker import (
     ReportRequest,
     breaker_workflow_id,
 )
-from towline.workflows.spec import BreakerSpec
-from towline.workflows.state import RunState, TaskState
 
 pytestmark = pytest.mark.timeout(120)
 

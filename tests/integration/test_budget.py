@@ -13,9 +13,9 @@ from temporalio.client import Client
 from tests.fakes.chat import chat_server
 from tests.fakes.servers import LocalServer
 from tests.helpers import plan, ws
+from towline.plan.load import check_data
+from towline.plan.spec import BudgetSpec
 from towline.starter import api
-from towline.starter.plans import check_data
-from towline.workflows.spec import BudgetSpec
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,7 +15,7 @@ from tests.conftest import RunPlan
 from tests.e2e.test_cli import towline
 from tests.helpers import plan, sh, ws
 from towline import history
-from towline.workflows.state import RunState
+from towline.state import RunState
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,8 +15,8 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.helpers import echo, plan, ws
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 from towline.worker import devserver
 from towline.worker.client import connect
 from towline.worker.main import build_worker

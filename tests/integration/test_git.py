@@ -11,8 +11,8 @@ from tests.conftest import RunPlan
 from tests.helpers import git, make_repo, plan, sh, ws
 from towline.activities.artifacts import read_artifact
 from towline.activities.workspace import workspace_path
-from towline.starter.plans import PlanError, check_data
-from towline.workflows.state import RunState, TaskState
+from towline.plan.load import PlanError, check_data
+from towline.state import RunState, TaskState
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from tests.e2e.test_cli import towline
 from tests.helpers import echo, plan, sh, ws
 from towline import estimates, history
 from towline.history import ToolCallRecord
+from towline.plan.load import check_data
 from towline.starter import api, progress
-from towline.starter.plans import check_data
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -16,9 +16,9 @@ from tests.conftest import RunPlan
 from tests.fakes.servers import LocalServer, Reply, Request
 from tests.helpers import plan, ws
 from towline.activities.artifacts import read_artifact
-from towline.starter.plans import PlanError, check_data
+from towline.plan.load import PlanError, check_data
+from towline.state import RunState, TaskState
 from towline.worker.devserver import free_port
-from towline.workflows.state import RunState, TaskState
 
 BIG = 200 * 1024  # bytes of the /big reply: more than max_text keeps
 

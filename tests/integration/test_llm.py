@@ -17,9 +17,9 @@ from tests.fakes.chat import chat_server
 from tests.fakes.servers import LocalServer
 from tests.helpers import plan, ws
 from towline.activities.tools.llm import PRICES
-from towline.starter.plans import PlanError, check_data
+from towline.plan.load import PlanError, check_data
+from towline.state import RunState, TaskState
 from towline.worker.devserver import free_port
-from towline.workflows.state import RunState, TaskState
 
 KEY = "sk-test-0123456789abcdef"
 

@@ -22,9 +22,9 @@ import pytest
 from tests.conftest import RunPlan
 from tests.helpers import plan, sh, ws
 from towline.activities.artifacts import read_artifact
-from towline.starter.plans import PlanError, check_data
+from towline.plan.load import PlanError, check_data
+from towline.state import TaskState
 from towline.worker.devserver import free_port, port_open
-from towline.workflows.state import TaskState
 
 SERVER = Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py"
 STDIO = [sys.executable, str(SERVER), "stdio"]

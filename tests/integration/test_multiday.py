@@ -9,8 +9,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers import echo, plan, ws
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 from towline.worker.main import build_worker
 
 pytestmark = pytest.mark.timeout(120)

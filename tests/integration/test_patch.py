@@ -11,8 +11,8 @@ from tests.conftest import RunPlan
 from tests.helpers import diff_of, git, make_repo, plan, sh, ws
 from towline.activities.tools.patch import header_paths, unsafe_path
 from towline.activities.workspace import workspace_path
-from towline.starter.plans import PlanError, check_data
-from towline.workflows.state import RunState, TaskState
+from towline.plan.load import PlanError, check_data
+from towline.state import RunState, TaskState
 
 LINES = "".join(f"line {i}\n" for i in range(1, 11))
 

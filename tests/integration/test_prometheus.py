@@ -23,8 +23,8 @@ from temporalio.client import Client
 
 from tests.helpers import echo, plan, ws
 from tests.workerproc import aget, start_worker, wait_status
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 from towline.worker.devserver import free_port
 
 pytestmark = pytest.mark.timeout(300)

@@ -17,9 +17,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from tests.helpers import echo, plan, sh, ws
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
-from towline.workflows.state import workstream_workflow_id
+from towline.state import workstream_workflow_id
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
 

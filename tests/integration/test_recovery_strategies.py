@@ -10,9 +10,9 @@ from temporalio.client import Client
 
 from tests.conftest import RunPlan
 from tests.helpers import echo, plan, sh, ws
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
-from towline.workflows.state import RunState, TaskState
+from towline.state import RunState, TaskState
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -10,8 +10,8 @@ from temporalio.client import Client
 
 from tests.conftest import RunPlan
 from tests.helpers import echo, ledger_task, max_concurrency, plan, sh, ws
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 
 pytestmark = pytest.mark.timeout(90)
 

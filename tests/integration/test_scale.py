@@ -14,10 +14,10 @@ import pytest
 from temporalio.client import Client
 
 from tests.helpers import echo, plan, ws
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
+from towline.state import RunState, workstream_workflow_id
 from towline.workflows import workstream
-from towline.workflows.state import RunState, workstream_workflow_id
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -24,7 +24,7 @@ from tests.fakes.chat import chat_server
 from tests.fakes.servers import LocalServer
 from tests.helpers import plan, ws
 from towline.activities.artifacts import read_artifact
-from towline.workflows.state import workstream_workflow_id
+from towline.state import workstream_workflow_id
 
 ENV_SECRET = f"env-{secrets.token_hex(12)}"
 FILE_SECRET = f"sk-file-{secrets.token_hex(12)}"

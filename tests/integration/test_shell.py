@@ -22,9 +22,9 @@ from tests.conftest import RunPlan
 from tests.helpers import plan, ws
 from towline.activities.artifacts import read_artifact
 from towline.activities.workspace import workspace_path
+from towline.plan.load import PlanError, check_data
 from towline.starter import api
-from towline.starter.plans import PlanError, check_data
-from towline.workflows.state import RunState, TaskState
+from towline.state import RunState, TaskState
 
 # A shell with a grandchild: the background sleep would outlive a shell killed alone.
 SLEEP_WITH_CHILD = "sleep 600 & echo $! > {pids}; echo $$ >> {pids}; wait"

@@ -12,7 +12,7 @@ from tests.conftest import RunPlan
 from tests.helpers import make_repo, plan, ws
 from towline.activities.artifacts import read_artifact
 from towline.activities.tools.test_gate import case_id, is_pytest, parse_junit
-from towline.workflows.state import RunState, TaskState
+from towline.state import RunState, TaskState
 
 PYTEST = [sys.executable, "-m", "pytest", "-q"]
 GOOD = "def chunked(seq, n):\n    return [seq[i : i + n] for i in range(0, len(seq), n)]\n"

@@ -23,8 +23,8 @@ from temporalio.client import Client
 
 from tests.helpers import echo, plan, sh, ws
 from tests.workerproc import start_worker, wait_status
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 from towline.worker import tracing
 from towline.worker.client import connect
 from towline.worker.main import build_worker

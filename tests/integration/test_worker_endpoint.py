@@ -15,8 +15,8 @@ from temporalio.client import Client
 
 from tests.helpers import echo, plan, sh, ws
 from tests.workerproc import TOWLINE, WorkerProcess, aget, sample, start_worker, wait_status
+from towline.plan.load import check_data
 from towline.starter import api
-from towline.starter.plans import check_data
 from towline.worker import devserver
 
 pytestmark = pytest.mark.timeout(120)

@@ -17,9 +17,9 @@ from temporalio.worker import Worker
 from tests.conftest import RunPlan
 from tests.helpers import echo, git, make_repo, plan, sh, ws
 from towline.activities.workspace import CleanupRequest, cleanup_workspace, workspace_path
+from towline.plan.spec import RepoSpec
+from towline.state import RunState, TaskState, workstream_workflow_id
 from towline.worker.devserver import free_port
-from towline.workflows.spec import RepoSpec
-from towline.workflows.state import RunState, TaskState, workstream_workflow_id
 
 
 @pytest.fixture

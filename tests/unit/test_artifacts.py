@@ -12,7 +12,7 @@ from towline.activities.artifacts import (
     read_artifact,
     write_artifact,
 )
-from towline.activities.base import ToolContext
+from towline.toolcall import ToolContext
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from towline.activities.tools.llm import DEFAULT_BASE_URL
+from towline.plan.spec import BreakerSpec, PlanSettings
 from towline.workflows.breaker import (
     BreakerDecision,
     BreakerState,
@@ -23,7 +24,6 @@ from towline.workflows.breaker import (
     settled,
     wait_reason,
 )
-from towline.workflows.spec import BreakerSpec, PlanSettings
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 SPEC = BreakerSpec(failures=3, cooldown=timedelta(minutes=10))

@@ -1,71 +1,32 @@
-"""The tool catalogue describes each tool's input in words a plan's author reads."""
+"""The tool catalogue holds a fact sheet for every registered tool, and only for those."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
-
-from towline.activities.base import ToolContext, ToolInput, tool
-from towline.starter.catalogue import REQUIRED, as_json, as_markdown, fields
-from towline.workflows.spec import Duration
+from towline.activities.tools import TOOLS
+from towline.catalogue import CATALOGUE, facts, own_queue_tools
 
 
-class _Inner(BaseModel):
-    a: int
-    b: str
+def test_every_registered_tool_has_its_facts_and_no_facts_are_orphaned() -> None:
+    assert set(CATALOGUE) == set(TOOLS)
 
 
-class _Input(ToolInput):
-    """What the example takes."""
-
-    name: str = Field(description="who | what")
-    mode: Literal["fast", "slow"] = "fast"
-    tags: list[str] = Field(default_factory=list)
-    env: dict[str, str] | None = None
-    wait: Duration = timedelta(minutes=2)
-    inner: _Inner | None = None
-    anything: Any = None
-    for_: int = Field(3, alias="for")
+def test_tools_run_in_the_workflow_exactly_when_they_have_no_activity() -> None:
+    for name, tool in TOOLS.items():
+        assert facts(name).in_workflow == (tool.activity is None), name
 
 
-@tool("example.tool", _Input, "Do the example thing.")
-async def _example(args: _Input, ctx: ToolContext) -> dict[str, Any]:
-    """Outputs: ``done``."""
-    return {"done": True}
+def test_a_tool_missing_from_the_catalogue_is_assumed_to_need_and_change_the_workspace() -> None:
+    new = facts("my.new-tool")
+    assert new.workspace and new.changes_workspace
+    assert not new.in_workflow and not new.own_queue and not new.usage
 
 
-def test_fields_give_types_defaults_and_aliases_in_words() -> None:
-    rows = {f.key: (f.type, f.default, f.description) for f in fields(_Input)}
-
-    assert rows == {
-        "name": ("string", REQUIRED, "who | what"),
-        "mode": ('"fast" | "slow"', '"fast"', ""),
-        "tags": ("list of string", "[]", ""),
-        "env": ("map of string", "null", ""),
-        "wait": ("duration", "2m", ""),
-        "inner": ("{a, b}", "null", ""),
-        "anything": ("any", "null", ""),
-        "for": ("integer", "3", ""),
-    }
+def test_own_queue_tools_get_a_queue_named_after_the_tool() -> None:
+    assert own_queue_tools() == ["llm"]
+    assert facts("llm").queue("towline") == "towline-llm"
+    assert facts("shell").queue("towline") is None
 
 
-def test_markdown_has_an_index_a_table_per_tool_and_the_outputs() -> None:
-    text = as_markdown({"example.tool": _example})
-
-    assert "| [`example.tool`](#exampletool) | Do the example thing. |" in text
-    assert "## example.tool\n\nDo the example thing.\n\nWhat the example takes.\n" in text
-    assert "| `name` | string | required | who \\| what |" in text
-    assert '| `mode` | "fast" \\| "slow" | "fast" |  |' in text
-    assert text.endswith("Outputs: ``done``.\n")
-    assert "\n\n\n" not in text
-
-
-def test_json_gives_each_tool_its_input_schema_and_outputs() -> None:
-    out = as_json({"example.tool": _example})
-
-    assert out["example.tool"]["description"] == "Do the example thing."
-    assert out["example.tool"]["input"]["required"] == ["name"]
-    assert "for" in out["example.tool"]["input"]["properties"]
-    assert out["example.tool"]["outputs"] == "Outputs: ``done``."
+def test_a_tool_that_changes_the_workspace_needs_one() -> None:
+    for f in CATALOGUE.values():
+        assert f.workspace or not f.changes_workspace, f.name

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from towline.state import RunState, TaskState, WorkstreamState
 from towline.workflows.details import progress_markdown
-from towline.workflows.state import RunState, TaskState, WorkstreamState
 
 
 def _run(**workstreams: WorkstreamState) -> RunState:

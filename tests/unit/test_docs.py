@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from towline.activities.tools import TOOLS
-from towline.starter.catalogue import as_markdown
+from towline.starter.tooldocs import as_markdown
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

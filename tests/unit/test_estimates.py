@@ -12,9 +12,9 @@ from tests.helpers import echo, plan, ws
 from towline import estimates
 from towline.estimates import Estimates, auto_timeout, percentile, resolve_auto_timeouts
 from towline.history import Outcome, ToolCallRecord
-from towline.starter.plans import check_data
-from towline.workflows.spec import PlanSpec, TaskSpec
-from towline.workflows.state import RunState, Status, TaskState, WorkstreamState
+from towline.plan.load import check_data
+from towline.plan.spec import PlanSpec, TaskSpec
+from towline.state import RunState, Status, TaskState, WorkstreamState
 from towline.workflows.task import TaskEnv, attempt_timeout
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

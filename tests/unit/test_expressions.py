@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from towline.workflows.expressions import (
+from towline.plan.expressions import (
     ExpressionError,
     Scope,
     check,

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import echo, plan, ws
 from towline import estimates, history
 from towline.history import ToolCallRecord, cache_key, open_store
-from towline.starter.plans import check_data
+from towline.plan.load import check_data
 
 
 def record(task: str, *, outcome: history.Outcome = "succeeded", **extra: object) -> ToolCallRecord:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from towline.activities.artifacts import read_artifact, store_large_outputs, stored_ref
-from towline.activities.base import ToolContext
+from towline.toolcall import ToolContext
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from tests.helpers import echo, plan, ws
-from towline.starter.plans import PlanError, apply_sets, check_data, load_plan
-from towline.workflows.validate import Problem
+from towline.plan.load import PlanError, apply_sets, check_data, load_plan
+from towline.plan.validate import Problem
 
 
 class CommandInput(BaseModel):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from towline.activities.artifacts import write_artifact
-from towline.activities.base import ToolContext
 from towline.starter.logs import Section, UnknownTask, find_task, sections
-from towline.workflows.state import ErrorInfo, RunState, TaskState, WorkstreamState
+from towline.state import ErrorInfo, RunState, TaskState, WorkstreamState
+from towline.toolcall import ToolContext
 
 CTX = ToolContext(run_id="r", workstream="w", task="t", workspace="/ws", plan_dir="/p")
 

@@ -6,8 +6,8 @@ from pydantic import BaseModel, ConfigDict
 
 from tests.helpers import echo, plan, ws
 from towline.activities.tools import TOOLS
-from towline.workflows.spec import PlanSpec
-from towline.workflows.validate import Problem, check_plan
+from towline.plan.spec import PlanSpec
+from towline.plan.validate import Problem, check_plan
 
 
 class _Input(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import echo, plan, sh, ws
-from towline.starter.plans import check_data
+from towline.plan.load import check_data
 from towline.workflows.task import needs_workspace
 
 

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from towline.config import artifacts_root
 
 if TYPE_CHECKING:  # base imports this module: a runtime import would be circular
-    from towline.activities.base import ToolContext
+    from towline.toolcall import ToolContext
 
 SCHEME = "artifact://"
 _PARTS = 4  # run_id / workstream / task / name

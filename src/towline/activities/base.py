@@ -19,47 +19,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from towline.activities import secrets as worker_secrets
 from towline.activities.artifacts import store_large_outputs
 from towline.errors import ToolError, is_retryable
-from towline.workflows.spec import CacheSpec
-from towline.workflows.state import Usage
+from towline.toolcall import ToolCall, ToolContext, ToolResult
 
 HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what reaches the server
 _SECRET = re.compile(r"\$\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-
-
-class ToolContext(BaseModel):
-    """Where and for whom a tool runs."""
-
-    model_config = ConfigDict(frozen=True)
-
-    run_id: str
-    workstream: str
-    task: str
-    workspace: str = Field(
-        description="absolute path of the workstream's workspace; empty when the "
-        "workstream has no repo and only tools that need no folder (echo, wait, http, llm)"
-    )
-    plan_dir: str = Field(description="absolute path of the folder holding the plan file")
-    plan: str = Field("", description="the plan's name (recorded in the run history)")
-
-
-class ToolCall(BaseModel):
-    context: ToolContext
-    args: dict[str, Any] = Field(default_factory=dict)
-    cache: CacheSpec | None = Field(None, description="the task's cache: setting, if any")
-
-
-class ToolResult(BaseModel):
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    usage: Usage = Field(default_factory=Usage)
-    attempt: int = 1
-    cached: bool = Field(False, description="reused from an earlier identical call")
 
 
 class ToolInput(BaseModel):

@@ -26,12 +26,12 @@ from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from towline.activities.base import ToolContext
 from towline.activities.process import environment, working_dir
 from towline.activities.tools.http import error_reason, snippet, status_category
 from towline.activities.tools.mcp import LOG_TAIL, McpInput
 from towline.durations import format_duration
 from towline.errors import Category, ToolError
+from towline.toolcall import ToolContext
 
 T = TypeVar("T")
 

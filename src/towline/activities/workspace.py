@@ -41,7 +41,7 @@ from towline.activities import repo as git_repo
 from towline.activities.artifacts import safe_component
 from towline.config import artifacts_root, home, workspaces_root
 from towline.errors import hint_for
-from towline.workflows.spec import RepoSpec
+from towline.plan.spec import RepoSpec
 
 DEFAULT_KEEP = "on_failure"  # of a workstream without repo (RepoSpec.keep's default too)
 

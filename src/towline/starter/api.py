@@ -38,14 +38,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from towline import estimates
 from towline.config import DEFAULT_TASK_QUEUE
-from towline.workflows.rollback import (
-    ROLLBACK_WORKFLOW,
-    RollbackInput,
-    RollbackState,
-    rollback_workflow_id,
-)
-from towline.workflows.spec import BudgetSpec, PlanSpec
-from towline.workflows.state import (
+from towline.plan.spec import BudgetSpec, PlanSpec
+from towline.state import (
     FINISHED,
     LABELS_KEY,
     PLAN_KEY,
@@ -59,6 +53,12 @@ from towline.workflows.state import (
     Usage,
     WorkstreamState,
     workstream_workflow_id,
+)
+from towline.workflows.rollback import (
+    ROLLBACK_WORKFLOW,
+    RollbackInput,
+    RollbackState,
+    rollback_workflow_id,
 )
 
 # Long enough for a query to fall back from the sticky queue of a worker that crashed

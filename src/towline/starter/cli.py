@@ -20,12 +20,12 @@ from rich.console import Console
 from temporalio.client import Client
 
 from towline import config
+from towline.catalogue import own_queue_tools
+from towline.plan.load import PlanError, load_plan
+from towline.plan.spec import BudgetSpec, PlanSpec
 from towline.starter import api, local, progress
-from towline.starter.plans import PlanError, load_plan
+from towline.state import RunState
 from towline.worker.client import ServerUnreachable, connect, has_poller, wait_until_serving
-from towline.workflows.spec import BudgetSpec, PlanSpec
-from towline.workflows.state import RunState
-from towline.workflows.task import OWN_QUEUE_TOOLS
 
 if TYPE_CHECKING:
     from towline.worker.main import WorkerOptions
@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="TOOL=PER_SECOND",
         help="cap a tool's calls per second across all workers, e.g. llm=2 (tools: "
-        + ", ".join(sorted(OWN_QUEUE_TOOLS))
+        + ", ".join(own_queue_tools())
         + ")",
     )
     w.add_argument(
@@ -389,8 +389,8 @@ def _rates(items: Sequence[str]) -> dict[str, float]:
     rates: dict[str, float] = {}
     for item in items:
         tool, sep, value = item.partition("=")
-        if not sep or tool not in OWN_QUEUE_TOOLS:
-            known = ", ".join(sorted(OWN_QUEUE_TOOLS))
+        if not sep or tool not in own_queue_tools():
+            known = ", ".join(own_queue_tools())
             raise UsageError(
                 f"--rate-limit {item!r}: expected TOOL=PER_SECOND, TOOL one of {known}"
             )
@@ -523,19 +523,19 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 async def _tools(args: argparse.Namespace) -> int:
     from towline.activities.tools import TOOLS
-    from towline.starter import catalogue
+    from towline.starter import tooldocs
 
     if args.json:
-        _print_json(catalogue.as_json(TOOLS))
+        _print_json(tooldocs.as_json(TOOLS))
         return OK
     if args.markdown:
-        sys.stdout.write(catalogue.as_markdown(TOOLS))
+        sys.stdout.write(tooldocs.as_markdown(TOOLS))
         return OK
     out = _out()
     for name, t in sorted(TOOLS.items()):
         out.print(f"[bold]{name}[/bold]  {t.description}")
-        for f in catalogue.fields(t.input_model):
-            default = f.default if f.default == catalogue.REQUIRED else f"default {f.default}"
+        for f in tooldocs.fields(t.input_model):
+            default = f.default if f.default == tooldocs.REQUIRED else f"default {f.default}"
             out.print(f"    {f.key} ({f.type}; {default}): {f.description}", markup=False)
     return OK
 

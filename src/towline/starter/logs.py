@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from towline.activities.artifacts import SCHEME, read_artifact, stored_ref
-from towline.workflows.state import RunState, TaskState
+from towline.state import RunState, TaskState
 
 # Outputs shown inline when no artifact is referenced, in this order.
 _INLINE = ("stdout", "stderr", "text", "output")

@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from towline import estimates
 from towline.starter import api
-from towline.workflows.state import FINISHED, RunState, TaskState
+from towline.state import FINISHED, RunState, TaskState
 
 log = logging.getLogger("towline.progress")
 

@@ -81,7 +81,8 @@ from typing import Any
 
 from pydantic import Field
 
-from towline.activities.base import ToolContext, ToolInput, tool
+from towline.activities.base import ToolInput, tool
+from towline.toolcall import ToolContext
 from towline.errors import ToolError
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from towline.workflows.state import SEARCH_ATTRIBUTES
+from towline.state import SEARCH_ATTRIBUTES
 
 # Server settings for one machine; bench/README.md has the measurements behind each.
 DYNAMIC_CONFIG: dict[str, int] = {

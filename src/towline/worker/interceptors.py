@@ -27,12 +27,12 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from towline.activities.base import ToolCall, ToolResult
 from towline.errors import CATEGORIES
+from towline.state import RunInput, WorkstreamInput
+from towline.toolcall import ToolCall, ToolResult
 from towline.worker import metrics
 from towline.worker.logs import tool_call_ids
 from towline.workflows import observe
-from towline.workflows.state import RunInput, WorkstreamInput
 
 
 class TowlineInterceptor(Interceptor):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from temporalio import activity, workflow
 
-from towline.workflows.state import RUN_WORKFLOW, WORKSTREAM_WORKFLOW
+from towline.state import RUN_WORKFLOW, WORKSTREAM_WORKFLOW
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[str, ...] = ("text", "json")

@@ -24,6 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from towline import history
 from towline.activities import tools, workspace
 from towline.activities.breakers import BreakerActivities
+from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
 from towline.worker import metrics, tracing
 from towline.worker.client import connect
@@ -33,7 +34,6 @@ from towline.worker.recorder import HistoryInterceptor
 from towline.workflows.breaker import BreakerWorkflow
 from towline.workflows.rollback import RollbackWorkflow
 from towline.workflows.run import RunWorkflow
-from towline.workflows.task import OWN_QUEUE_TOOLS
 from towline.workflows.workstream import WorkstreamWorkflow
 
 log = logging.getLogger("towline.worker")
@@ -123,7 +123,7 @@ def build_tool_workers(
             default_heartbeat_throttle_interval=timedelta(seconds=1),
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
-        for name in sorted(OWN_QUEUE_TOOLS)
+        for name in own_queue_tools()
         if (activity := tools.TOOLS[name].activity) is not None
     ]
 

@@ -26,9 +26,9 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from towline.activities.base import ToolCall, ToolResult
 from towline.errors import CATEGORIES
 from towline.history import HistoryStore, Outcome, ToolCallRecord, cache_key
+from towline.toolcall import ToolCall, ToolResult
 
 log = logging.getLogger("towline.history")
 

@@ -37,8 +37,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
+from towline.catalogue import facts
+from towline.plan.spec import BreakerSpec
 from towline.workflows import metrics
-from towline.workflows.spec import BreakerSpec
 
 BREAKER_WORKFLOW = "BreakerWorkflow"
 ACQUIRE_ACTIVITY = "breaker_acquire"
@@ -88,18 +89,17 @@ def breaker_target(tool: str, args: Mapping[str, Any], *, commands: bool = True)
     (``mcp:my-server``). ``echo``, ``wait``, patches and git have no breaker; commands
     only when the plan asks (``settings.breaker.commands``).
     """
-    if tool in ("shell", "test_gate"):
+    kind = facts(tool).breaker
+    if kind == "command":
         if not commands:
             return None
         program = _program(args.get("command"))
         return f"shell:{program}" if program else None
-    if tool == "http":
-        host = _host(args.get("url"))
-        return f"http:{host}" if host else None
-    if tool == "llm":
-        host = _host(args.get("base_url", _LLM_DEFAULT_BASE_URL))
-        return f"llm:{host}" if host else None
-    if tool == "mcp":
+    if kind == "host":
+        url = args.get("base_url", _LLM_DEFAULT_BASE_URL) if tool == "llm" else args.get("url")
+        host = _host(url)
+        return f"{tool}:{host}" if host else None
+    if kind == "mcp":
         if args.get("url") is not None:
             host = _host(args["url"])
             return f"mcp:{host}" if host else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from towline.workflows.state import RunState, WorkstreamState
+from towline.state import RunState, WorkstreamState
 
 # Final statuses first, so the eye finds how far a workstream got.
 _ORDER = (

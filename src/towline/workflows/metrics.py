@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from towline.workflows.state import TaskState
+from towline.state import TaskState
 
 # Names as they appear on /metrics (counters get ``_total`` from the exporter).
 RUNS_STARTED = "towline_runs_started"

@@ -20,11 +20,11 @@ from opentelemetry.trace import Span, Status, StatusCode
 from temporalio import workflow
 from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider
 
+from towline.state import TaskState
 from towline.workflows import metrics
-from towline.workflows.state import TaskState
 
 if TYPE_CHECKING:
-    from towline.workflows.spec import TaskSpec
+    from towline.plan.spec import TaskSpec
     from towline.workflows.task import TaskEnv
 
 TRACER_NAME = "towline"

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from towline.workflows import expressions
-    from towline.workflows.spec import PlanSpec
-    from towline.workflows.state import FINISHED, Status, TaskState
+    from towline.plan import expressions
+    from towline.plan.spec import PlanSpec
+    from towline.state import FINISHED, Status, TaskState
     from towline.workflows.task import (
         TaskEnv,
         prepare_workspace,

@@ -23,11 +23,9 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from towline.durations import format_duration
-    from towline.workflows import metrics
-    from towline.workflows.dag import cross_workstream_refs
-    from towline.workflows.details import progress_markdown
-    from towline.workflows.spec import DEFAULT_MAX_PARALLEL, BudgetSpec, WorkstreamSpec
-    from towline.workflows.state import (
+    from towline.plan.dag import cross_workstream_refs
+    from towline.plan.spec import DEFAULT_MAX_PARALLEL, BudgetSpec, WorkstreamSpec
+    from towline.state import (
         FINISHED,
         RUN_WORKFLOW,
         STATUS_KEY,
@@ -42,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamState,
         workstream_workflow_id,
     )
+    from towline.workflows import metrics
+    from towline.workflows.details import progress_markdown
     from towline.workflows.task import needs_workspace
 
 

@@ -28,11 +28,11 @@ from temporalio.exceptions import (
 )
 from temporalio.workflow import ActivityCancellationType
 
-from towline.activities.base import ToolCall, ToolContext, ToolResult
+from towline.catalogue import facts
 from towline.durations import parse_duration
 from towline.errors import CATEGORIES, NON_RETRYABLE, hint_for
-from towline.workflows import breaker, expressions
-from towline.workflows.spec import (
+from towline.plan import expressions
+from towline.plan.spec import (
     DEFAULT_TIMEOUT,
     BreakerSpec,
     Defaults,
@@ -42,21 +42,13 @@ from towline.workflows.spec import (
     TaskSpec,
     WorkstreamSpec,
 )
-from towline.workflows.state import Decision, ErrorInfo, Status, TaskState, Usage, WaitingFor
+from towline.state import Decision, ErrorInfo, Status, TaskState, Usage, WaitingFor
+from towline.toolcall import ToolCall, ToolContext, ToolResult
+from towline.workflows import breaker
 
 # A tool heartbeats every second while it runs; a worker that stops doing so has died,
 # and the attempt is retried elsewhere after this long.
 HEARTBEAT_TIMEOUT = timedelta(seconds=20)
-WORKFLOW_TOOLS = frozenset({"wait"})
-# Tools with a task queue of their own ("<queue>-<tool>"), so that workers can cap their
-# rate on the server: `towline worker --rate-limit llm=2`.
-OWN_QUEUE_TOOLS = frozenset({"llm"})
-
-
-# Tools that never touch the workspace. A workstream without ``repo`` whose tools (tasks,
-# fixes, rollbacks) are all among these gets no scratch folder: nothing to make, nothing
-# to remove. Any other tool, a new one included, gets one.
-WORKSPACE_FREE_TOOLS = frozenset({"echo", "wait", "http", "llm"})
 
 
 async def prepare_workspace(run_id: str, ws: WorkstreamSpec, plan_dir: str, *, local: bool) -> str:
@@ -89,12 +81,7 @@ def needs_workspace(spec: WorkstreamSpec, plan_defaults: Defaults) -> bool:
     failures = [t.on_failure for t in spec.tasks]
     failures += [spec.defaults.on_failure, plan_defaults.on_failure]
     tools.update(f.fix.tool for f in failures if f is not None and f.fix is not None)
-    return not tools <= WORKSPACE_FREE_TOOLS
-
-
-def tool_queue(tool: str, queue: str) -> str | None:
-    """The task queue of a tool's activities, when it is not the workflow's own."""
-    return f"{queue}-{tool}" if tool in OWN_QUEUE_TOOLS else None
+    return any(facts(t).workspace for t in tools)
 
 
 @dataclass(frozen=True)
@@ -175,10 +162,6 @@ class TaskControl(Protocol):
         ...
 
 
-# Tools whose calls cost money or tokens: they start only while the budget lasts.
-USAGE_TOOLS = frozenset({"llm"})
-
-
 APPROVAL_ANSWERS = frozenset({"approve", "reject"})
 OPERATOR_ANSWERS = frozenset({"retry", "skip", "abort"})
 
@@ -255,7 +238,7 @@ async def _run_with_recovery(
             task=spec.id,
         ):
             ctl.set_waiting(spec.id, None, None)
-        if spec.tool in USAGE_TOOLS and (over := await ctl.within_budget(spec.id)):
+        if facts(spec.tool).usage and (over := await ctl.within_budget(spec.id)):
             _end(state, "failed", error=over)
             return
         error = await _call(spec.tool, args, spec, state, env, label=spec.tool, main=True, ctl=ctl)
@@ -346,7 +329,7 @@ async def _call(
     """Call a tool for the task; None on success, else why it failed for good."""
     retry = retry_spec(spec, env)
     try:
-        if tool in WORKFLOW_TOOLS:
+        if facts(tool).in_workflow:
             await _run_in_workflow(spec, args)
             if main:
                 state.attempts = 1
@@ -366,7 +349,7 @@ async def _call(
                 cache=spec.cache if main else None,
             ),
             result_type=ToolResult,
-            task_queue=tool_queue(tool, workflow.info().task_queue),
+            task_queue=facts(tool).queue(workflow.info().task_queue),
             activity_id=_activity_id(spec.id, state, label, main),
             summary=f"{spec.id}: {tool}" if main else f"{spec.id}: {label} ({tool})",
             start_to_close_timeout=attempt_timeout(spec, env),

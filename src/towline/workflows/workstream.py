@@ -20,9 +20,9 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from towline.errors import hint_for
-    from towline.workflows import expressions, metrics, observe
-    from towline.workflows.dag import Node, Scheduler
-    from towline.workflows.state import (
+    from towline.plan import expressions
+    from towline.plan.dag import Node, Scheduler
+    from towline.state import (
         FINISHED,
         WORKSTREAM_WORKFLOW,
         Answer,
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamInput,
         WorkstreamState,
     )
+    from towline.workflows import metrics, observe
     from towline.workflows.task import (
         TaskEnv,
         prepare_workspace,

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import ConfigDict
 
-from towline.activities.base import ToolContext, ToolInput, tool
+from towline.activities.base import ToolInput, tool
+from towline.toolcall import ToolContext
 
 
 class EchoInput(ToolInput):

@@ -24,8 +24,9 @@ from temporalio import activity
 
 from towline.activities import repo as git_repo
 from towline.activities.artifacts import artifact_path, artifact_ref
-from towline.activities.base import ToolContext, ToolInput, tool
+from towline.activities.base import ToolInput, tool
 from towline.errors import ToolError
+from towline.toolcall import ToolContext
 
 Action = Literal["status", "diff", "commit", "branch", "push"]
 DEFAULT_MAX_DIFF = 64 * 1024

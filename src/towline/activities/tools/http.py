@@ -31,10 +31,11 @@ from pydantic import Field, field_validator, model_validator
 from temporalio import activity
 
 from towline.activities.artifacts import artifact_path, artifact_ref
-from towline.activities.base import ToolContext, ToolInput, tool
+from towline.activities.base import ToolInput, tool
 from towline.durations import format_duration
 from towline.errors import Category, ToolError
-from towline.workflows.spec import Duration
+from towline.plan.spec import Duration
+from towline.toolcall import ToolContext
 
 DEFAULT_MAX_TEXT = 64 * 1024
 MAX_MAX_TEXT = 1024 * 1024

@@ -35,12 +35,13 @@ import httpx
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from towline.activities.base import ToolContext, ToolInput, ToolResult, tool
+from towline.activities.base import ToolInput, tool
 from towline.activities.tools.http import http_url, snippet, status_category, transport_error
 from towline.durations import format_duration
 from towline.errors import ToolError
-from towline.workflows.spec import Duration
-from towline.workflows.state import Usage
+from towline.plan.spec import Duration
+from towline.state import Usage
+from towline.toolcall import ToolContext, ToolResult
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PRICES_ENV = "TOWLINE_LLM_PRICES"

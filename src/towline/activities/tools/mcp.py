@@ -35,9 +35,10 @@ from temporalio import activity
 
 from towline.activities import secrets
 from towline.activities.artifacts import artifact_ref, write_artifact
-from towline.activities.base import ToolContext, ToolInput, redact, tool
+from towline.activities.base import ToolInput, redact, tool
 from towline.errors import ToolError
-from towline.workflows.spec import Duration
+from towline.plan.spec import Duration
+from towline.toolcall import ToolContext
 
 LOG_TAIL = 4 * 1024  # characters of a failed tool's text, or else of stderr, kept with it
 _SUMMARY = 200  # characters of a command line quoted in messages

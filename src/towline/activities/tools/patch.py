@@ -31,9 +31,10 @@ from pydantic_core import PydanticCustomError
 
 from towline.activities import repo as git_repo
 from towline.activities.artifacts import SCHEME, read_artifact
-from towline.activities.base import ToolContext, ToolInput, tool
+from towline.activities.base import ToolInput, tool
 from towline.activities.process import Completed
 from towline.errors import ToolError
+from towline.toolcall import ToolContext
 
 _HUNK = re.compile(rb"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _NAMED = (b"rename from ", b"rename to ", b"copy from ", b"copy to ")

@@ -19,9 +19,10 @@ from pydantic_core import PydanticCustomError
 from temporalio import activity
 
 from towline.activities.artifacts import artifact_path, artifact_ref
-from towline.activities.base import ToolContext, ToolInput, tool
+from towline.activities.base import ToolInput, tool
 from towline.activities.process import run_streamed, working_dir
 from towline.errors import ToolError
+from towline.toolcall import ToolContext
 
 DEFAULT_MAX_OUTPUT = 64 * 1024
 # stdout and stderr both land in workflow history: stay well under its 2 MB payload limit.

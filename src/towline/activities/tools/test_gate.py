@@ -28,9 +28,10 @@ from pydantic import Field
 from temporalio import activity
 
 from towline.activities.artifacts import artifact_path, artifact_ref, write_artifact
-from towline.activities.base import ToolContext, ToolInput, tool
+from towline.activities.base import ToolInput, tool
 from towline.activities.process import run_streamed, working_dir
 from towline.errors import ToolError
+from towline.toolcall import ToolContext
 
 _TAIL = 16 * 1024  # bytes of each stream kept in memory; the log has everything
 _NAMED_IN_MESSAGE = 10  # failing test ids quoted in the error message

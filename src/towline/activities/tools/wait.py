@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from towline.activities.base import Tool, ToolInput
-from towline.workflows.spec import Duration
+from towline.plan.spec import Duration
 
 
 class WaitInput(ToolInput):

@@ -13,8 +13,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from towline.workflows.expressions import task_refs
-from towline.workflows.spec import PlanSpec
+from towline.plan.expressions import task_refs
+from towline.plan.spec import PlanSpec
 
 
 @dataclass(frozen=True)

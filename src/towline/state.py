@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
-from towline.workflows.spec import (
+from towline.plan.spec import (
     BreakerSpec,
     Defaults,
     FailurePolicy,

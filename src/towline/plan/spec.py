@@ -3,7 +3,7 @@
 Models are strict (unknown keys are errors) and frozen. Short forms the contract allows
 (``on_failure: pause``, ``approval: true``) are normalised to their long form here, so
 the rest of towline only ever sees one shape. Semantic checks that need more than one
-key at a time (ids, cycles, tools, expressions) live in :mod:`towline.workflows.validate`.
+key at a time (ids, cycles, tools, expressions) live in :mod:`towline.plan.validate`.
 """
 
 from __future__ import annotations

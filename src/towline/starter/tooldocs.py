@@ -129,7 +129,7 @@ def type_name(schema: dict[str, Any], defs: dict[str, Any]) -> str:
         extra = schema.get("additionalProperties")
         return f"map of {type_name(extra, defs)}" if isinstance(extra, dict) else "object"
     if kind == "string" and "examples" in schema and "pattern" in schema:
-        return "duration"  # towline.workflows.spec.Duration
+        return "duration"  # towline.plan.spec.Duration
     return str(kind) if kind else "any"
 
 

@@ -1,6 +1,6 @@
 """Everything wrong with a plan, found before anything starts, each problem at its path.
 
-:func:`check_plan` parses a plan with the models of :mod:`towline.workflows.spec`, turns
+:func:`check_plan` parses a plan with the models of :mod:`towline.plan.spec`, turns
 pydantic's errors into problems a person can act on, then checks what needs the whole
 plan: ids, needs, dependency cycles, tools and their inputs, expressions, and the options
 each recovery strategy needs. Pure: no file I/O.
@@ -18,8 +18,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from towline.workflows import expressions
-from towline.workflows.spec import (
+from towline.plan import expressions
+from towline.plan.spec import (
     Defaults,
     OnFailureSpec,
     PlanSpec,

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from towline.workflows.spec import PlanSpec
-from towline.workflows.validate import Problem, check_plan
+from towline.plan.spec import PlanSpec
+from towline.plan.validate import Problem, check_plan
 
 
 class PlanError(Exception):
