@@ -2,7 +2,8 @@
 
 Every failed task carries a category from :data:`CATEGORIES`. Categories that say the
 same attempt would fail the same way again (``validation``, ``conflict``, ``test_failed``,
-``budget``) are never retried blindly; the rest follow the task's retry policy.
+``budget``) are never retried blindly, nor is a call that was cancelled; the rest follow
+the task's retry policy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ Category = Literal[
 ]
 CATEGORIES: tuple[str, ...] = get_args(Category)
 
-NON_RETRYABLE: tuple[str, ...] = ("validation", "conflict", "test_failed", "budget")
+NON_RETRYABLE: tuple[str, ...] = ("validation", "conflict", "test_failed", "budget", "cancelled")
 
 _HINTS: dict[str, str] = {
     "validation": "fix the task's input in the plan and run it again",

@@ -50,6 +50,13 @@ class Usage(BaseModel):
     def add(self, other: Usage) -> Usage:
         return Usage(tokens=self.tokens + other.tokens, cost_usd=self.cost_usd + other.cost_usd)
 
+    def since(self, before: Usage) -> Usage:
+        """What was spent after ``before`` (both running totals), never below zero."""
+        return Usage(
+            tokens=max(self.tokens - before.tokens, 0),
+            cost_usd=max(self.cost_usd - before.cost_usd, 0.0),
+        )
+
 
 class Budget(BaseModel):
     """The run's budget and what has been spent, as the run tells its workstreams."""
@@ -112,6 +119,9 @@ class TaskState(BaseModel):
     cached: bool = False
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    wait_deadline: datetime | None = Field(
+        None, description="when the wait for a person times out (kept across continue-as-new)"
+    )
 
 
 class WorkstreamState(BaseModel):

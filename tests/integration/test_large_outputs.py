@@ -7,7 +7,8 @@ import sys
 
 from tests.conftest import RunPlan
 from tests.helpers import plan, ws
-from towline.activities.artifacts import OUTPUT_CAP, read_artifact, stored_ref
+from towline.activities.artifacts import OUTPUT_CAP, read_artifact
+from towline.stored import stored_ref
 
 SIZE = OUTPUT_CAP + 10_000
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from towline.activities.artifacts import read_artifact, store_large_outputs, stored_ref
+from towline.activities.artifacts import read_artifact, store_large_outputs
+from towline.stored import stored_ref
 from towline.toolcall import ToolContext
 
 

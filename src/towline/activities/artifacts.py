@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from towline.config import artifacts_root
+from towline.stored import STORED_KEY
 
-if TYPE_CHECKING:  # base imports this module: a runtime import would be circular
+if TYPE_CHECKING:
     from towline.toolcall import ToolContext
 
 SCHEME = "artifact://"
@@ -104,14 +105,15 @@ def read_artifact(ref: str) -> bytes:
         raise FileNotFoundError(f"artifact not found: {ref} (looked in {path})") from None
 
 
-OUTPUT_CAP = 256 * 1024
-"""Bytes of JSON a task's outputs may take in workflow history.
+OUTPUT_CAP = 16 * 1024
+"""Bytes of JSON a task's outputs may take in workflow state (history, query answers,
+continue-as-new inputs); larger values are stored and travel by reference.
 
-Above shell's default output tails (2 x 64 KiB), far below Temporal's 2 MB payload limit:
-a tool that bounds its own outputs (they all should) never meets it; it is the safety net
-for one that does not, or a plan asking for large tails.
+Small enough that a workstream of many tasks stays far below Temporal's 2 MB payload
+limit whatever its tools print (shell keeps 64 KiB tails: those are stored); a tool
+given a stored output as input gets its content back (towline.activities.base).
 """
-ARTIFACT_KEY = "$artifact"
+ARTIFACT_KEY = STORED_KEY
 
 
 def store_large_outputs(
@@ -144,13 +146,6 @@ def store_large_outputs(
         out[key] = stub
         total += _json_size(stub) - sizes[key]
     return out
-
-
-def stored_ref(value: Any) -> str | None:
-    """The artifact reference of an output moved by :func:`store_large_outputs`, if it is one."""
-    if isinstance(value, dict) and isinstance(value.get(ARTIFACT_KEY), str):
-        return str(value[ARTIFACT_KEY])
-    return None
 
 
 def _json_size(value: Any) -> int:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from towline.activities import secrets as worker_secrets
-from towline.activities.artifacts import store_large_outputs
+from towline.activities.artifacts import read_artifact, store_large_outputs
 from towline.errors import ToolError, is_retryable
+from towline.state import Usage
+from towline.stored import placeholders, stored_ref
 from towline.toolcall import ToolCall, ToolContext, ToolResult
 
 HEARTBEAT_EVERY = 1.0  # seconds; the SDK throttles what reaches the server
@@ -57,11 +60,26 @@ class Tool:
 
 
 class _Progress:
-    """What the running tool last reported; sent (redacted) with each heartbeat."""
+    """What the running tool last reported; sent (redacted) with each heartbeat.
 
-    def __init__(self) -> None:
+    ``usage`` is what every attempt of this call has spent so far: earlier attempts'
+    (from the last heartbeat Temporal kept for this call) plus this one's. It rides on
+    heartbeats and failures, so a paid attempt that fails or dies is still counted.
+    """
+
+    def __init__(self, spent_before: Usage) -> None:
         self.details: Any = None
         self.secrets: dict[str, str] = {}
+        self.usage = spent_before
+
+    def beat(self) -> None:
+        details = None if self.details is None else redact(self.details, self.secrets)
+        if self.usage.tokens or self.usage.cost_usd:
+            activity.heartbeat(details, self.usage.model_dump())
+        elif details is None:
+            activity.heartbeat()
+        else:
+            activity.heartbeat(details)
 
 
 _progress: contextvars.ContextVar[_Progress] = contextvars.ContextVar("towline_progress")
@@ -74,15 +92,32 @@ def report_progress(details: Any) -> None:
         progress.details = details
 
 
+def spend(usage: Usage) -> None:
+    """Count what a paid call just cost, at once: a heartbeat carries it, so it is counted
+    even if this attempt fails or its worker dies before the tool returns."""
+    progress = _progress.get(None)
+    if progress is not None and (usage.tokens or usage.cost_usd):
+        progress.usage = progress.usage.add(usage)
+        progress.beat()
+
+
+def spent_before(info: activity.Info) -> Usage:
+    """What earlier attempts of this call spent (the second detail of their heartbeats)."""
+    beat = info.heartbeat_details
+    if len(beat) > 1 and isinstance(beat[1], dict):
+        try:
+            return Usage.model_validate(beat[1])
+        except ValueError:
+            return Usage()
+    return Usage()
+
+
 async def _heartbeat_forever(progress: _Progress) -> None:
     # The first beat waits an interval: a tool done sooner needs none (each is a call to
     # the server).
     while True:
         await asyncio.sleep(HEARTBEAT_EVERY)
-        if progress.details is None:
-            activity.heartbeat()
-        else:
-            activity.heartbeat(redact(progress.details, progress.secrets))
+        progress.beat()
 
 
 def resolve_secrets(value: Any, found: dict[str, str]) -> Any:
@@ -107,6 +142,24 @@ def resolve_secrets(value: Any, found: dict[str, str]) -> Any:
         return {k: resolve_secrets(v, found) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve_secrets(v, found) for v in value]
+    return value
+
+
+def expand_stored(value: Any) -> Any:
+    """Put stored outputs back: a stub becomes its content (text, or the JSON value), and
+    a placeholder inside a string becomes its text. An upstream task's large output is
+    thus the same input to a tool as a small one."""
+    if (ref := stored_ref(value)) is not None:
+        data = read_artifact(ref).decode(errors="replace")
+        return json.loads(data) if ref.endswith(".json") else data
+    if isinstance(value, str):
+        for text, ref in placeholders(value):
+            value = value.replace(text, read_artifact(ref).decode(errors="replace"))
+        return value
+    if isinstance(value, dict):
+        return {k: expand_stored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_stored(v) for v in value]
     return value
 
 
@@ -141,16 +194,19 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
     def decorate(fn: ToolFn[In]) -> Tool:
         async def run(call: ToolCall) -> ToolResult:
             info = activity.info()
-            progress = _Progress()
+            progress = _Progress(spent_before(info))
             secrets = progress.secrets
             _progress.set(progress)
             beat = asyncio.create_task(_heartbeat_forever(progress))
             try:
-                args = input_model.model_validate(resolve_secrets(call.args, secrets))
+                given = await asyncio.to_thread(expand_stored, call.args)
+                args = input_model.model_validate(resolve_secrets(given, secrets))
                 result = await fn(args, call.context)
                 if isinstance(result, dict):
                     result = ToolResult(outputs=result)
                 result.attempt = info.attempt
+                # Every attempt's spending: earlier ones, spend() calls, and what it returned.
+                result.usage = progress.usage.add(result.usage)
                 result.outputs = store_large_outputs(
                     call.context, redact(result.outputs, secrets), prefix=_outputs_name(info)
                 )
@@ -159,15 +215,24 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
                 e.outputs = store_large_outputs(
                     call.context, redact(e.outputs, secrets), prefix=_outputs_name(info)
                 )
-                raise _application_error(e, info.attempt, secrets) from None
+                raise _application_error(e, info.attempt, secrets, progress.usage) from None
             except ValidationError as e:
                 err = ToolError("validation", f"bad input: {_validation_message(e)}")
-                raise _application_error(err, info.attempt, secrets) from None
-            except (asyncio.CancelledError, ApplicationError):
+                raise _application_error(err, info.attempt, secrets, progress.usage) from None
+            except asyncio.CancelledError:
+                paid = progress.usage.since(spent_before(info))
+                if not (paid.tokens or paid.cost_usd):
+                    raise
+                # Cancelled after paying: a cancellation carries no details, so report
+                # it as a failure of category "cancelled" with the usage (the workflow
+                # treats it as the cancel it is), or the spending would go uncounted.
+                err = ToolError("cancelled", "cancelled after a paid call")
+                raise _application_error(err, info.attempt, secrets, progress.usage) from None
+            except ApplicationError:
                 raise
             except Exception as e:
                 err = ToolError("system", f"{type(e).__name__}: {e}")
-                raise _application_error(err, info.attempt, secrets) from None
+                raise _application_error(err, info.attempt, secrets, progress.usage) from None
             finally:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -186,8 +251,10 @@ def _outputs_name(info: activity.Info) -> str:
     return f"outputs-{info.activity_id}-{info.attempt}"
 
 
-def _application_error(err: ToolError, attempt: int, secrets: dict[str, str]) -> ApplicationError:
-    details = {
+def _application_error(
+    err: ToolError, attempt: int, secrets: dict[str, str], usage: Usage
+) -> ApplicationError:
+    details: dict[str, Any] = {
         "category": err.category,
         "message": redact(err.message, secrets),
         "hint": err.hint,
@@ -195,6 +262,8 @@ def _application_error(err: ToolError, attempt: int, secrets: dict[str, str]) ->
         "outputs": redact(err.outputs, secrets),
         "attempt": attempt,
     }
+    if usage.tokens or usage.cost_usd:
+        details["usage"] = usage.model_dump()
     return ApplicationError(
         str(details["message"]),
         details,

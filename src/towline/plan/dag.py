@@ -26,7 +26,13 @@ class Node:
 
 @dataclass
 class Scheduler:
-    """Ready-set bookkeeping. ``needs`` name local task ids or ``ws.task`` refs outside."""
+    """Ready-set bookkeeping. ``needs`` name local task ids or ``ws.task`` refs outside.
+
+    A task leaves the ready set when it is popped, taken (:meth:`take`), settled or
+    blocked; entries of the latter kinds leave the heap lazily, so :meth:`has_ready` and
+    :meth:`ready_count` never count a task that can no longer start. After :meth:`stop`
+    nothing is ready any more, whatever finishes later.
+    """
 
     nodes: list[Node]
     _unmet: dict[str, int] = field(default_factory=dict)
@@ -34,9 +40,10 @@ class Scheduler:
     _priority: dict[str, int] = field(default_factory=dict)
     _dependents: dict[str, list[str]] = field(default_factory=dict)
     _ready: list[tuple[int, int, str]] = field(default_factory=list)
-    _settled: set[str] = field(default_factory=set)
+    _gone: set[str] = field(default_factory=set)  # settled, blocked or taken: never ready
     _blocked: set[str] = field(default_factory=set)
     _outcomes: dict[str, bool] = field(default_factory=dict)
+    _stopped: bool = False
 
     def __post_init__(self) -> None:
         for i, n in enumerate(self.nodes):
@@ -50,29 +57,40 @@ class Scheduler:
                 self._push(n.id)
 
     def _push(self, task_id: str) -> None:
-        heapq.heappush(self._ready, (-self._priority[task_id], self._order[task_id], task_id))
+        if not self._stopped:
+            heapq.heappush(self._ready, (-self._priority[task_id], self._order[task_id], task_id))
+
+    def _prune(self) -> None:
+        while self._ready and self._ready[0][2] in self._gone:
+            heapq.heappop(self._ready)
 
     def has_ready(self) -> bool:
+        self._prune()
         return bool(self._ready)
 
     def ready_count(self) -> int:
-        """How many tasks are ready (an upper bound: blocked ones leave lazily)."""
+        """How many tasks are ready (an upper bound: entries gone below the top leave lazily)."""
+        self._prune()
         return len(self._ready)
 
     def pop_ready(self) -> str | None:
         """The highest-priority ready task, now taken out of the ready set."""
-        while self._ready:
-            task_id = heapq.heappop(self._ready)[2]
-            if task_id not in self._settled and task_id not in self._blocked:
-                return task_id
-        return None
+        self._prune()
+        if not self._ready:
+            return None
+        task_id = heapq.heappop(self._ready)[2]
+        self._gone.add(task_id)
+        return task_id
 
-    def drain_ready(self) -> list[str]:
-        """Take every ready task out of the ready set (used when the rest is cancelled)."""
-        out = []
-        while (task_id := self.pop_ready()) is not None:
-            out.append(task_id)
-        return out
+    def take(self, task_id: str) -> None:
+        """Take ``task_id`` out of the ready set without popping it (it is already running,
+        e.g. a task carried across a continue-as-new while it waits for a person)."""
+        self._gone.add(task_id)
+
+    def stop(self) -> None:
+        """Nothing is ready any more, now or later (fail_fast, cancellation)."""
+        self._stopped = True
+        self._ready.clear()
 
     def finish(self, ref: str, *, succeeded: bool) -> list[tuple[str, str]]:
         """Record that ``ref`` (a local id or an outside ``ws.task``) finished.
@@ -84,7 +102,7 @@ class Scheduler:
             return []
         self._outcomes[ref] = succeeded
         if ref in self._order:
-            self._settled.add(ref)
+            self._gone.add(ref)
         blocked: list[tuple[str, str]] = []
         if succeeded:
             for dep in self._dependents.get(ref, ()):
@@ -92,20 +110,25 @@ class Scheduler:
                 if self._unmet[dep] == 0 and dep not in self._blocked:
                     self._push(dep)
             return blocked
-        stack = [(dep, ref) for dep in self._dependents.get(ref, ())]
+        stack = [(dep, ref) for dep in reversed(self._dependents.get(ref, ()))]
         while stack:
             task_id, because = stack.pop()
-            if task_id in self._blocked or task_id in self._settled:
+            if task_id in self._blocked or task_id in self._outcomes:
                 continue
             self._blocked.add(task_id)
+            self._gone.add(task_id)
             blocked.append((task_id, because))
-            stack.extend((dep, task_id) for dep in self._dependents.get(task_id, ()))
+            stack.extend((dep, task_id) for dep in reversed(self._dependents.get(task_id, ())))
         return blocked
 
-    def restore(self, outcomes: Mapping[str, bool]) -> None:
-        """Replay finished outcomes, e.g. after a continue-as-new."""
-        for ref in sorted(outcomes, key=lambda r: self._order.get(r, -1)):
-            self.finish(ref, succeeded=outcomes[ref])
+    def restore(self, outcomes: Mapping[str, bool]) -> list[tuple[str, str]]:
+        """Replay finished outcomes (outside refs first, then local ones in plan order),
+        e.g. after a continue-as-new or for upstream tasks that finished before this
+        workstream started. Returns the local tasks they block, as :meth:`finish` does."""
+        blocked: list[tuple[str, str]] = []
+        for ref in sorted(outcomes, key=lambda r: (self._order.get(r, -1), r)):
+            blocked += self.finish(ref, succeeded=outcomes[ref])
+        return blocked
 
 
 def cross_workstream_refs(plan: PlanSpec) -> dict[str, set[str]]:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from towline.stored import placeholder, stored_ref
+
 
 class ExpressionError(ValueError):
     """An expression that cannot be parsed or resolved; the message names it."""
@@ -249,6 +251,8 @@ def _as_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if (ref := stored_ref(value)) is not None:
+        return placeholder(ref)  # the tool that gets this string gets the content
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)

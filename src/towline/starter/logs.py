@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from towline.activities.artifacts import SCHEME, read_artifact, stored_ref
+from towline.activities.artifacts import SCHEME, read_artifact
 from towline.state import RunState, TaskState
+from towline.stored import stored_ref
 
 # Outputs shown inline when no artifact is referenced, in this order.
 _INLINE = ("stdout", "stderr", "text", "output")

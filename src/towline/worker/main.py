@@ -23,6 +23,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from towline import history
 from towline.activities import tools, workspace
+from towline.activities.base import Tool
 from towline.activities.breakers import BreakerActivities
 from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
@@ -52,6 +53,8 @@ def build_worker(
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int | None = None,
     sandboxed: bool = False,
+    registry: Mapping[str, Tool] | None = None,
+    max_cached_workflows: int = 1000,
 ) -> Worker:
     """A worker for towline's workflows and tools on ``task_queue``.
 
@@ -60,7 +63,12 @@ def build_worker(
     any workflow code that reads the clock, does I/O or imports with side effects. A
     production worker skips the sandbox, whose checks cost about a quarter of the
     worker's CPU per task (bench/README.md).
+
+    ``registry`` replaces the tools (tests give scripted ones under the real names);
+    ``max_cached_workflows=0`` makes every workflow task replay its whole history, as a
+    worker that has just replaced a dead one does.
     """
+    registry = tools.TOOLS if registry is None else registry
     runner: WorkflowRunner = (
         SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
@@ -73,14 +81,15 @@ def build_worker(
         task_queue=task_queue,
         workflows=[RunWorkflow, WorkstreamWorkflow, RollbackWorkflow, BreakerWorkflow],
         activities=[
-            *tools.activities(),
+            *(t.activity for t in registry.values() if t.activity is not None),
             workspace.prepare_workspace,
             workspace.cleanup_workspace,
             *BreakerActivities(client).activities(),
         ],
-        interceptors=_interceptors(),
+        interceptors=_interceptors(registry),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        max_cached_workflows=max_cached_workflows,
         # Cancellation reaches a running tool on its next heartbeat; keep that prompt.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -89,13 +98,13 @@ def build_worker(
     )
 
 
-def _interceptors() -> list[WorkerInterceptor]:
+def _interceptors(registry: Mapping[str, Tool]) -> list[WorkerInterceptor]:
     return [
         # Metrics, spans and log ids for every tool call (cache hits too, so outermost);
         # spans for runs and workstreams.
         TowlineInterceptor(),
         # Records each tool call in the run history and serves `cache:` hits.
-        HistoryInterceptor(history.open_store(), tools.TOOLS),
+        HistoryInterceptor(history.open_store(), registry),
     ]
 
 
@@ -105,18 +114,20 @@ def build_tool_workers(
     *,
     rates: Mapping[str, float] | None = None,
     max_concurrent_activities: int = 100,
+    registry: Mapping[str, Tool] | None = None,
 ) -> list[Worker]:
     """Workers for the tools that have a task queue of their own (``<queue>-llm``).
 
     ``rates`` caps a tool's calls per second across all workers, enforced by the server
     (``max_task_queue_activities_per_second``).
     """
+    registry = tools.TOOLS if registry is None else registry
     return [
         Worker(
             client,
             task_queue=f"{task_queue}-{name}",
             activities=[activity],
-            interceptors=_interceptors(),
+            interceptors=_interceptors(registry),
             max_concurrent_activities=max_concurrent_activities,
             max_task_queue_activities_per_second=(rates or {}).get(name),
             max_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -124,7 +135,7 @@ def build_tool_workers(
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
         for name in own_queue_tools()
-        if (activity := tools.TOOLS[name].activity) is not None
+        if (activity := registry[name].activity) is not None
     ]
 
 

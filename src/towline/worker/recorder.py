@@ -26,8 +26,10 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from towline.activities.base import spent_before
 from towline.errors import CATEGORIES
 from towline.history import HistoryStore, Outcome, ToolCallRecord, cache_key
+from towline.state import Usage
 from towline.toolcall import ToolCall, ToolResult
 
 log = logging.getLogger("towline.history")
@@ -89,11 +91,17 @@ class _ToolCalls(ActivityInboundInterceptor):
                     "record", self._store.record, finished("succeeded", None, cached=True)
                 )
                 return reused
+        before = spent_before(info)
         try:
             result = await self.next.execute_activity(input)
         except BaseException as e:
             outcome, category = _outcome_of(e, time.monotonic() - clock)
-            await self._safely("record", self._store.record, finished(outcome, category))
+            paid = _usage_of_failure(e).since(before)
+            await self._safely(
+                "record",
+                self._store.record,
+                finished(outcome, category, tokens=paid.tokens, cost_usd=paid.cost_usd),
+            )
             raise
         if key is not None:
             await self._safely(
@@ -105,7 +113,7 @@ class _ToolCalls(ActivityInboundInterceptor):
                 ttl_s=ttl,
                 now=time.time(),
             )
-        usage = result.usage
+        usage = result.usage.since(before)  # this attempt's: result.usage counts all of them
         await self._safely(
             "record",
             self._store.record,
@@ -120,6 +128,15 @@ class _ToolCalls(ActivityInboundInterceptor):
         except Exception as e:
             log.warning("cannot %s in the run history at %s: %s", what, self._store.location, e)
             return None
+
+
+def _usage_of_failure(error: BaseException) -> Usage:
+    """What a failed attempt spent in all, as the tool put it in the failure's details."""
+    if isinstance(error, ApplicationError) and error.details and isinstance(error.details[0], dict):
+        raw = error.details[0].get("usage")
+        if isinstance(raw, dict):
+            return Usage.model_validate(raw)
+    return Usage()
 
 
 def _outcome_of(error: BaseException, elapsed: float) -> tuple[Outcome, str]:

@@ -402,7 +402,12 @@ class BreakerWorkflow:
 
 
 async def guard(
-    target: str | None, settings: BreakerSpec, on_wait: Callable[[str], None], *, task: str
+    target: str | None,
+    settings: BreakerSpec,
+    on_wait: Callable[[str], None],
+    *,
+    task: str,
+    parked: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> bool:
     """Wait, durably, until ``target``'s breaker lets ``task`` call it. Workflow code.
 
@@ -410,7 +415,8 @@ async def guard(
     breaker says to ask again. Returns True if it waited (so the caller can clear the
     waiting status). No target, or breakers off: returns at once. If the breaker cannot
     be reached at all, the call is let through (logged): a breaker protects targets, it
-    must not stop work on its own failure.
+    must not stop work on its own failure. The sleep is ``parked``: a workstream may
+    continue-as-new during it, and the task then asks again.
     """
     if target is None or not settings.enabled:
         return False
@@ -440,10 +446,11 @@ async def guard(
             return waited
         waited = True
         on_wait(wait_reason(target, decision, workflow.now()))
-        await workflow.sleep(
-            max(decision.retry_at - workflow.now(), _MIN_SLEEP),
-            summary=f"{task}: circuit breaker {target} {decision.state.replace('_', '-')}",
-        )
+        with parked():
+            await workflow.sleep(
+                max(decision.retry_at - workflow.now(), _MIN_SLEEP),
+                summary=f"{task}: circuit breaker {target} {decision.state.replace('_', '-')}",
+            )
 
 
 async def report(

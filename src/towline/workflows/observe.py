@@ -59,10 +59,16 @@ def span(name: str, attributes: Mapping[str, str | int]) -> Iterator[Span | None
 
 
 @contextlib.contextmanager
-def task(env: TaskEnv, spec: TaskSpec, state: TaskState) -> Iterator[None]:
-    """Observe one task's lifecycle, from its start to its final status in ``state``."""
+def task(
+    env: TaskEnv, spec: TaskSpec, state: TaskState, *, resumed: bool = False
+) -> Iterator[None]:
+    """Observe one task's lifecycle, from its start to its final status in ``state``.
+
+    ``resumed``: the task was carried across a continue-as-new; its start was counted.
+    """
     ids = {"run_id": env.run_id, "workstream": env.workstream, "task": spec.id}
-    metrics.task_started(env.plan, spec.tool)
+    if not resumed:
+        metrics.task_started(env.plan, spec.tool)
     workflow.logger.debug("task %s.%s started", env.workstream, spec.id, extra={"towline": ids})
     attributes = {f"towline.{k}": v for k, v in ids.items()} | {"towline.tool": spec.tool}
 

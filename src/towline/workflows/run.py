@@ -59,12 +59,17 @@ class RunWorkflow:
             retry_of=inp.retry_of,
         )
         # Who waits for which "ws.task" of another workstream, and who must report it.
-        self._waiting_for = cross_workstream_refs(plan)
-        self._exports: dict[str, set[str]] = defaultdict(set)
+        # Sorted lists, never sets: a set's order changes between processes (hash
+        # randomisation), and signals sent in that order would not replay elsewhere.
+        self._waiting_for = {
+            ws_id: sorted(refs) for ws_id, refs in cross_workstream_refs(plan).items()
+        }
+        exports: dict[str, set[str]] = defaultdict(set)
         for refs in self._waiting_for.values():
             for ref in refs:
                 owner, tid = ref.split(".", 1)
-                self._exports[owner].add(tid)
+                exports[owner].add(tid)
+        self._exports = {owner: sorted(tids) for owner, tids in exports.items()}
         self._finished_tasks: dict[str, TaskView] = {}
         self._children: dict[str, workflow.ChildWorkflowHandle[Any, WorkstreamState]] = {}
         self._coroutines: dict[str, asyncio.Task[None]] = {}
@@ -221,9 +226,13 @@ class RunWorkflow:
         self._show_progress()
         upstream = {
             r: self._finished_tasks[r]
-            for r in self._waiting_for[ws.id]
+            for r in self._waiting_for.get(ws.id, ())
             if r in self._finished_tasks
         }
+        # What the child is told at its start; anything that changes while it starts is
+        # sent once the start has resolved (until then it cannot be signalled).
+        paused = self._paused_by is not None
+        budget = self._budget.model_copy(deep=True) if self._budget is not None else None
         handle = await workflow.start_child_workflow(
             WORKSTREAM_WORKFLOW,
             WorkstreamInput(
@@ -238,13 +247,13 @@ class RunWorkflow:
                 failure_policy=ws.settings.failure_policy
                 or plan.settings.failure_policy
                 or "fail_fast",
-                exports=sorted(self._exports[ws.id]),
+                exports=self._exports.get(ws.id, []),
                 upstream=upstream,
                 workspace_free=not needs_workspace(ws, plan.defaults),
-                paused=self._paused_by is not None,
+                paused=paused,
                 run_slots=self._free_slots is not None,
                 breaker=plan.settings.breaker,
-                budget=self._budget,
+                budget=budget,
                 reuse={
                     ref.split(".", 1)[1]: view
                     for ref, view in self._inp.reuse.items()
@@ -262,15 +271,22 @@ class RunWorkflow:
         if self._free_slots is not None:
             self._grant_slots()
         # News that arrived while the child was starting.
-        for ref in self._waiting_for[ws.id]:
+        for ref in self._waiting_for.get(ws.id, ()):
             if ref in self._finished_tasks and ref not in upstream:
                 await self._tell(ws.id, ref)
+        if (self._paused_by is not None) != paused:
+            if self._paused_by is not None:
+                await self._signal_child(ws.id, "pause", self._paused_by)
+            else:
+                await self._signal_child(ws.id, "resume", "the run")
+        if self._budget is not None and not _same_limits(self._budget, budget):
+            await self._signal_child(ws.id, "budget", self._budget)
         await handle
 
     def _settle_exports(self, ws_id: str) -> None:
         """Exports a workstream never reported (it never started): they did not succeed."""
         status = self._state.workstreams[ws_id].status
-        for tid in self._exports[ws_id]:
+        for tid in self._exports.get(ws_id, ()):
             ref = f"{ws_id}.{tid}"
             if ref not in self._finished_tasks:
                 self.task_finished(
@@ -350,11 +366,20 @@ class RunWorkflow:
 
     @workflow.signal(name="usage")
     async def usage(self, usage: Usage) -> None:
-        """A workstream reports what a tool call cost; the run's total counts against the budget."""
+        """A workstream reports what a tool call cost; the run's total counts against the budget.
+
+        Workstreams count their own spending; they hear of the run's total only when it
+        runs out (one signal each), not on every call: a usage report costs the run's
+        history a few events, not a few per workstream.
+        """
         self._state.usage = self._state.usage.add(usage)
         if self._budget is not None:
+            was_spent = self._budget.exhausted() is not None
             self._budget.spent = self._state.usage
-            await self._tell_children("budget", self._budget)
+            if not workflow.patched("budget-told-when-spent") or (
+                not was_spent and self._budget.exhausted() is not None
+            ):
+                await self._tell_children("budget", self._budget)
 
     @workflow.update(name="raise_budget")
     async def raise_budget(self, raise_to: BudgetSpec) -> str:
@@ -410,6 +435,16 @@ class RunWorkflow:
     def status(self) -> RunState:
         """The run and its workstreams' statuses (each workstream answers for its tasks)."""
         return self._state
+
+
+def _same_limits(a: Budget, b: Budget | None) -> bool:
+    """Whether a workstream told ``b`` at its start knows what it must of ``a``: the limits,
+    and whether they are spent."""
+    return (
+        b is not None
+        and (a.max_cost_usd, a.max_tokens) == (b.max_cost_usd, b.max_tokens)
+        and (a.exhausted() is None) == (b.exhausted() is None)
+    )
 
 
 def _innermost_message(err: BaseException) -> str:

@@ -11,9 +11,10 @@ The outcome lands in the task's :class:`TaskState`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from temporalio import workflow
@@ -42,7 +43,15 @@ from towline.plan.spec import (
     TaskSpec,
     WorkstreamSpec,
 )
-from towline.state import Decision, ErrorInfo, Status, TaskState, Usage, WaitingFor
+from towline.state import (
+    FINISHED,
+    Decision,
+    ErrorInfo,
+    Status,
+    TaskState,
+    Usage,
+    WaitingFor,
+)
 from towline.toolcall import ToolCall, ToolContext, ToolResult
 from towline.workflows import breaker
 
@@ -151,19 +160,37 @@ class TaskControl(Protocol):
 
     async def answer(
         self, tid: str, answers: frozenset[str], timeout: timedelta | None
-    ) -> Decision | None: ...
+    ) -> Decision | None:
+        """Wait (parked) for a person's answer; None when ``timeout`` passes first."""
+        ...
 
-    async def within_budget(self, tid: str) -> ErrorInfo | None:
-        """Wait while the run's budget is spent; an error if the plan says to fail instead."""
+    async def within_budget(self, tid: str, *, parkable: bool = True) -> ErrorInfo | None:
+        """Wait while the run's budget is spent; an error if the plan says to fail instead.
+
+        ``parkable``: the wait may be carried across a continue-as-new (the task then
+        resumes before its main call, so a fix call's wait is not)."""
         ...
 
     def spent(self, usage: Usage) -> None:
         """Tell the run what a call cost."""
         ...
 
+    def parked(self, tid: str) -> contextlib.AbstractContextManager[None]:
+        """Mark a wait the task may be carried across a continue-as-new in: it resumes
+        by starting that wait again (its deadline kept in the task's state)."""
+        ...
+
+    def stopping(self) -> bool:
+        """The workstream is stopping (fail_fast, cancellation): start nothing new."""
+        ...
+
 
 APPROVAL_ANSWERS = frozenset({"approve", "reject"})
 OPERATOR_ANSWERS = frozenset({"retry", "skip", "abort"})
+# What a failure may carry into workflow state, history and query answers: the tail of a
+# tool's output and its message. Larger outputs go to the store by reference.
+MAX_ERROR_OUTPUT = 4 * 1024
+MAX_ERROR_MESSAGE = 2 * 1024
 
 
 async def run_task(
@@ -174,14 +201,20 @@ async def run_task(
     The order: ``if:``, then approval, then the tool (Temporal retries each call by the
     task's retry policy); a call that failed for good goes to the ``on_failure`` strategy,
     which may pause for an operator, run a fix call and try again, skip, or fail.
+
+    A task carried across a continue-as-new while it waited (``state.status`` is
+    ``waiting``) resumes that wait: for its approval, for an operator, or before its call
+    (budget, breaker).
     """
-    state.started_at = workflow.now()
+    resumed = state.waiting_for if state.status == "waiting" else None
+    if resumed is None:
+        state.started_at = workflow.now()
     try:
-        if spec.if_ is not None and not expressions.evaluate(spec.if_, scope):
+        if resumed is None and spec.if_ is not None and not expressions.evaluate(spec.if_, scope):
             _end(state, "skipped", reason=f"condition is false: {spec.if_}")
             return
-        if spec.approval is not None and spec.approval.required:
-            decision = await _approval(spec, state, ctl, env)
+        if resumed in (None, "approval") and spec.approval is not None and spec.approval.required:
+            decision = await _approval(spec, state, ctl, env, resume=resumed == "approval")
             if decision.answer == "reject":
                 note = f": {decision.note}" if decision.note else ""
                 error = ErrorInfo(
@@ -191,7 +224,9 @@ async def run_task(
                 )
                 _end(state, "failed", error=error)
                 return
-        await _run_with_recovery(spec, state, env, scope, ctl)
+        await _run_with_recovery(
+            spec, state, env, scope, ctl, resume_operator=resumed == "operator"
+        )
     except expressions.ExpressionError as e:
         _end(
             state,
@@ -200,35 +235,61 @@ async def run_task(
         )
     except asyncio.CancelledError:
         ctl.set_waiting(spec.id, None, None)
-        _end(state, "cancelled")
+        if state.status not in FINISHED:  # a call that succeeded before the cancel stays so
+            _end(state, "cancelled")
         raise
 
 
-async def _approval(spec: TaskSpec, state: TaskState, ctl: TaskControl, env: TaskEnv) -> Decision:
+def _deadline(timeout: timedelta | None) -> datetime | None:
+    return workflow.now() + timeout if timeout is not None else None
+
+
+def _remaining(deadline: datetime | None) -> timedelta | None:
+    """What is left of a wait's timeout (at least a millisecond: a timer must be positive)."""
+    if deadline is None:
+        return None
+    return max(deadline - workflow.now(), timedelta(milliseconds=1))
+
+
+async def _approval(
+    spec: TaskSpec, state: TaskState, ctl: TaskControl, env: TaskEnv, *, resume: bool
+) -> Decision:
     approval = spec.approval
     assert approval is not None
-    ref = f"{env.workstream}.{spec.id}"
-    ctl.set_waiting(
-        spec.id, "approval", f"waiting for approval: towline approve|reject {env.run_id} {ref}"
-    )
-    decision = await ctl.answer(spec.id, APPROVAL_ANSWERS, approval.timeout)
+    if not resume:
+        ref = f"{env.workstream}.{spec.id}"
+        state.wait_deadline = _deadline(approval.timeout)
+        ctl.set_waiting(
+            spec.id, "approval", f"waiting for approval: towline approve|reject {env.run_id} {ref}"
+        )
+    decision = await ctl.answer(spec.id, APPROVAL_ANSWERS, _remaining(state.wait_deadline))
     if decision is None:
         decision = Decision(
             answer=approval.on_timeout, by="timeout", at=workflow.now(), note="no answer in time"
         )
     state.decisions.append(decision)
+    state.wait_deadline = None
     ctl.set_waiting(spec.id, None, None)
     return decision
 
 
 async def _run_with_recovery(
-    spec: TaskSpec, state: TaskState, env: TaskEnv, scope: expressions.Scope, ctl: TaskControl
+    spec: TaskSpec,
+    state: TaskState,
+    env: TaskEnv,
+    scope: expressions.Scope,
+    ctl: TaskControl,
+    *,
+    resume_operator: bool = False,
 ) -> None:
     strategy = on_failure(spec, env)
+    if resume_operator:
+        assert state.error is not None
+        if await _ask_operator(spec, state, env, ctl, strategy, state.error, resume=True):
+            return
     while True:
         args = expressions.resolve(spec.with_, scope)
         state.status, state.error, state.reason = "running", None, None
-        state.runs += 1
         # Behind an open circuit breaker the task waits instead of spending its retries.
         target = breaker.breaker_target(spec.tool, args, commands=env.breaker.commands)
         if await breaker.guard(
@@ -236,73 +297,130 @@ async def _run_with_recovery(
             env.breaker,
             lambda reason: ctl.set_waiting(spec.id, "breaker", reason),
             task=spec.id,
+            parked=lambda: ctl.parked(spec.id),
         ):
             ctl.set_waiting(spec.id, None, None)
         if facts(spec.tool).usage and (over := await ctl.within_budget(spec.id)):
             _end(state, "failed", error=over)
             return
+        state.runs += 1
         error = await _call(spec.tool, args, spec, state, env, label=spec.tool, main=True, ctl=ctl)
+        if error is None:
+            # Succeeded, whatever happens next: a cancel landing during the breaker's
+            # report must not make it "cancelled" (and skip its rollback).
+            _end(state, "succeeded")
+        else:
+            state.error = error
         await breaker.report(
             target, breaker.outcome(error.category if error else None), env.breaker, task=spec.id
         )
         if error is None:
-            _end(state, "succeeded")
             return
-        state.error = error
+        if ctl.stopping():
+            # The workstream stops (fail_fast, cancel): no recovery starts anything new.
+            _end(state, "failed", error=error)
+            return
         kind = strategy.strategy
         if kind == "skip":
             _end(state, "skipped", reason=f"failed ({error.category}), skipped by on_failure")
             return
         if kind == "pause":
-            answer = await _operator(spec, state, env, ctl, strategy)
-            if answer == "retry":
-                continue
-            if answer == "skip":
-                _end(state, "skipped", reason="skipped by an operator after it failed")
-            else:
-                _end(state, "failed", error=error)
-            return
-        if kind in ("fix", "resolve") and strategy.fix is not None:
-            if kind == "resolve" and error.category != "conflict":
-                _end(state, "failed", error=error)
-                return
-            if state.fixes >= strategy.max_fixes:
-                error.message += f" (still failing after {state.fixes} fix(es))"
-                _end(state, "failed", error=error)
-                return
-            state.fixes += 1
-            fix_scope = dataclasses.replace(
-                scope,
-                failure={
-                    "category": error.category,
-                    "message": error.message,
-                    "output": error.output or "",
-                },
-            )
-            fix_args = expressions.resolve(strategy.fix.with_, fix_scope)
-            fix_error = await _call(
-                strategy.fix.tool, fix_args, spec, state, env, label=f"fix {state.fixes}", ctl=ctl
-            )
-            if fix_error is not None:
-                error.message += f"; the fix call failed: {fix_error.message}"
-                _end(state, "failed", error=error)
+            if await _ask_operator(spec, state, env, ctl, strategy, error, resume=False):
                 return
             continue
+        if kind in ("fix", "resolve") and strategy.fix is not None:
+            if await _fix(spec, state, env, scope, ctl, strategy, error):
+                continue
+            return
         _end(state, "failed", error=error)
         return
 
 
-async def _operator(
-    spec: TaskSpec, state: TaskState, env: TaskEnv, ctl: TaskControl, strategy: OnFailureSpec
-) -> str:
-    ref = f"{env.workstream}.{spec.id}"
-    state.status = "waiting"
-    ctl.set_waiting(
-        spec.id,
-        "operator",
-        f"failed; waiting for an operator: towline retry|skip|abort {env.run_id} {ref}",
+async def _ask_operator(
+    spec: TaskSpec,
+    state: TaskState,
+    env: TaskEnv,
+    ctl: TaskControl,
+    strategy: OnFailureSpec,
+    error: ErrorInfo,
+    *,
+    resume: bool,
+) -> bool:
+    """Wait for an operator's answer to a failed task; True when the task has ended
+    (skipped or failed), False to run it again."""
+    answer = await _operator(spec, state, env, ctl, strategy, resume=resume)
+    if answer == "retry":
+        return False
+    if answer == "skip":
+        _end(state, "skipped", reason="skipped by an operator after it failed")
+    else:
+        _end(state, "failed", error=error)
+    return True
+
+
+async def _fix(
+    spec: TaskSpec,
+    state: TaskState,
+    env: TaskEnv,
+    scope: expressions.Scope,
+    ctl: TaskControl,
+    strategy: OnFailureSpec,
+    error: ErrorInfo,
+) -> bool:
+    """Run the task's fix call; True to run the task again, False when it has ended."""
+    assert strategy.fix is not None
+    if strategy.strategy == "resolve" and error.category != "conflict":
+        _end(state, "failed", error=error)
+        return False
+    if state.fixes >= strategy.max_fixes:
+        error.message += f" (still failing after {state.fixes} fix(es))"
+        _end(state, "failed", error=error)
+        return False
+    if facts(strategy.fix.tool).usage and (
+        over := await ctl.within_budget(spec.id, parkable=False)
+    ):
+        error.message += f"; no fix was tried: {over.message}"
+        _end(state, "failed", error=error)
+        return False
+    state.fixes += 1
+    fix_scope = dataclasses.replace(
+        scope,
+        failure={
+            "category": error.category,
+            "message": error.message,
+            "output": error.output or "",
+        },
     )
-    decision = await ctl.answer(spec.id, OPERATOR_ANSWERS, strategy.timeout)
+    fix_args = expressions.resolve(strategy.fix.with_, fix_scope)
+    fix_error = await _call(
+        strategy.fix.tool, fix_args, spec, state, env, label=f"fix {state.fixes}", ctl=ctl
+    )
+    if fix_error is not None:
+        error.message += f"; the fix call failed: {fix_error.message}"
+        _end(state, "failed", error=error)
+        return False
+    return True
+
+
+async def _operator(
+    spec: TaskSpec,
+    state: TaskState,
+    env: TaskEnv,
+    ctl: TaskControl,
+    strategy: OnFailureSpec,
+    *,
+    resume: bool,
+) -> str:
+    if not resume:
+        ref = f"{env.workstream}.{spec.id}"
+        state.status = "waiting"
+        state.wait_deadline = _deadline(strategy.timeout)
+        ctl.set_waiting(
+            spec.id,
+            "operator",
+            f"failed; waiting for an operator: towline retry|skip|abort {env.run_id} {ref}",
+        )
+    decision = await ctl.answer(spec.id, OPERATOR_ANSWERS, _remaining(state.wait_deadline))
     if decision is None:
         decision = Decision(
             answer=strategy.default or "abort",
@@ -311,6 +429,7 @@ async def _operator(
             note="no answer in time",
         )
     state.decisions.append(decision)
+    state.wait_deadline = None
     ctl.set_waiting(spec.id, None, None)
     return decision.answer
 
@@ -326,13 +445,19 @@ async def _call(
     main: bool = False,
     ctl: TaskControl | None = None,
 ) -> ErrorInfo | None:
-    """Call a tool for the task; None on success, else why it failed for good."""
+    """Call a tool for the task; None on success, else why it failed for good.
+
+    Every attempt's usage is counted, a failed one's too (it travels in the failure, or
+    in the last heartbeat of an attempt that timed out). A call cancelled with its
+    workstream raises ``CancelledError``, also when the tool's worker died after the
+    cancel (the attempt then ends by timeout, with ``retry_state`` CANCEL_REQUESTED).
+    """
     retry = retry_spec(spec, env)
     try:
         if facts(tool).in_workflow:
             await _run_in_workflow(spec, args)
             if main:
-                state.attempts = 1
+                state.attempts += 1
             return None
         result = await workflow.execute_activity(
             tool,
@@ -358,20 +483,39 @@ async def _call(
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
     except ActivityError as e:
-        if isinstance(e.cause, CancelledError):
+        failure = _failure(e, retry.max_attempts)
+        _count_usage(state, failure.usage, ctl)
+        if _cancelled(e):
             raise asyncio.CancelledError from e
-        error, attempts, outputs = _failure(e, retry.max_attempts)
         if main:
-            state.outputs, state.attempts = outputs, attempts
-        return error
-    state.usage = state.usage.add(result.usage)
-    if ctl is not None and (result.usage.tokens or result.usage.cost_usd):
-        ctl.spent(result.usage)
+            state.outputs = failure.outputs
+            state.attempts += failure.attempts
+        return failure.error
+    _count_usage(state, result.usage, ctl)
     if main:
         state.outputs = result.outputs
-        state.attempts = result.attempt
+        state.attempts += max(result.attempt, 1)
         state.cached = result.cached
     return None
+
+
+def _cancelled(err: ActivityError) -> bool:
+    """The call ended because it was cancelled: a cancellation, a timeout after the cancel
+    (its worker had died), or a tool that paid before the cancel and says so."""
+    cause = err.cause
+    return (
+        isinstance(cause, CancelledError)
+        or err.retry_state == RetryState.CANCEL_REQUESTED
+        or (isinstance(cause, ApplicationError) and cause.type == "cancelled")
+    )
+
+
+def _count_usage(state: TaskState, usage: Usage, ctl: TaskControl | None) -> None:
+    if not (usage.tokens or usage.cost_usd):
+        return
+    state.usage = state.usage.add(usage)
+    if ctl is not None:
+        ctl.spent(usage)
 
 
 def _activity_id(tid: str, state: TaskState, label: str, main: bool) -> str:
@@ -411,6 +555,7 @@ def _end(
 ) -> None:
     state.status = status
     state.waiting_for = None
+    state.wait_deadline = None
     if reason is not None:
         state.reason = reason
     if error is not None:
@@ -418,21 +563,32 @@ def _end(
     state.ended_at = workflow.now()
 
 
-def _failure(err: ActivityError, max_attempts: int) -> tuple[ErrorInfo, int, dict[str, Any]]:
-    """The category, message and attempt count of an activity that failed for good."""
+@dataclass(frozen=True)
+class _Failure:
+    error: ErrorInfo
+    attempts: int
+    outputs: dict[str, Any]
+    usage: Usage
+
+
+def _failure(err: ActivityError, max_attempts: int) -> _Failure:
+    """The category, message, attempt count and usage of an activity that failed for good."""
     cause = err.cause
     exhausted = err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
         category = cause.type if cause.type in CATEGORIES else "system"
         attempt = details.get("attempt") or (max_attempts if exhausted else 1)
-        info = ErrorInfo(
-            category=category,
-            message=cause.message,
-            hint=details.get("hint") or hint_for(category),
-            output=details.get("output"),
+        info = _bounded(
+            ErrorInfo(
+                category=category,
+                message=cause.message,
+                hint=details.get("hint") or hint_for(category),
+                output=details.get("output"),
+            )
         )
-        return info, int(attempt), dict(details.get("outputs") or {})
+        usage = _usage_of(details.get("usage"))
+        return _Failure(info, int(attempt), dict(details.get("outputs") or {}), usage)
     if isinstance(cause, TimeoutError):
         beat = cause.last_heartbeat_details
         output = beat[0] if beat and isinstance(beat[0], str) else None
@@ -441,9 +597,36 @@ def _failure(err: ActivityError, max_attempts: int) -> tuple[ErrorInfo, int, dic
         else:
             kind = cause.type.name.lower() if cause.type else "timeout"
             message = f"the attempt ran past its timeout ({kind})"
-        info = ErrorInfo(
-            category="timeout", message=message, hint=hint_for("timeout"), output=output
+        info = _bounded(
+            ErrorInfo(category="timeout", message=message, hint=hint_for("timeout"), output=output)
         )
-        return info, max_attempts if exhausted else 1, {}
+        usage = _usage_of(beat[1] if beat and len(beat) > 1 else None)
+        return _Failure(info, max_attempts if exhausted else 1, {}, usage)
     message = str(cause or err)
-    return ErrorInfo(category="system", message=message, hint=hint_for("system")), 1, {}
+    return _Failure(
+        _bounded(ErrorInfo(category="system", message=message, hint=hint_for("system"))),
+        1,
+        {},
+        Usage(),
+    )
+
+
+def _usage_of(value: Any) -> Usage:
+    """Usage as a tool reports it with a failure or a heartbeat (``{tokens, cost_usd}``)."""
+    if isinstance(value, dict):
+        try:
+            return Usage.model_validate(value)
+        except ValueError:
+            return Usage()
+    return Usage()
+
+
+def _bounded(info: ErrorInfo) -> ErrorInfo:
+    """The error with its message and output tail cut to what state may carry."""
+    message = info.message
+    if len(message) > MAX_ERROR_MESSAGE:
+        message = message[: MAX_ERROR_MESSAGE - 20] + " ... (message cut)"
+    output = info.output
+    if output is not None and len(output) > MAX_ERROR_OUTPUT:
+        output = output[-MAX_ERROR_OUTPUT:]
+    return info.model_copy(update={"message": message, "output": output})

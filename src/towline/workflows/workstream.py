@@ -10,6 +10,8 @@ grows large, carrying only the tasks' states.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -39,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from towline.workflows import metrics, observe
     from towline.workflows.task import (
+        APPROVAL_ANSWERS,
+        OPERATOR_ANSWERS,
         TaskEnv,
         prepare_workspace,
         rollback_task,
@@ -74,7 +78,8 @@ class WorkstreamWorkflow:
                 if t.status in FINISHED
             }
         )
-        self._sched.restore(outcomes)
+        # Tasks that can never run because an upstream task failed before this started.
+        self._blocked_at_start = self._sched.restore(outcomes)
         # Signals to the run still on their way, and the exports already reported.
         self._outbox: list[asyncio.Task[None]] = []
         self._reported: set[str] = set()
@@ -89,6 +94,14 @@ class WorkstreamWorkflow:
         self._answers: dict[str, Decision] = {}
         self._accepting: dict[str, frozenset[str]] = {}
         self._waiting_told: tuple[str, ...] = ()
+        # Tasks at a wait they can be carried across a continue-as-new in.
+        self._parked: set[str] = set()
+        # Tasks carried across a continue-as-new while waiting for a person take answers
+        # from the first moment, before their coroutines are back at the wait.
+        for tid, t in self._state.tasks.items():
+            if t.status == "waiting" and t.waiting_for in ("approval", "operator"):
+                answers = APPROVAL_ANSWERS if t.waiting_for == "approval" else OPERATOR_ANSWERS
+                self._accepting[tid] = answers
 
     @workflow.run
     async def run(self, inp: WorkstreamInput) -> WorkstreamState:
@@ -118,37 +131,32 @@ class WorkstreamWorkflow:
         for tid in inp.exports:  # reused (or carried) results other workstreams wait for
             if st.tasks[tid].status in FINISHED:
                 self._report(tid)
+        for tid, because in self._blocked_at_start:
+            self._skip(tid, f"needs {because}, which did not succeed")
+        for tid, t in st.tasks.items():  # carried across a continue-as-new while waiting
+            if t.status == "waiting":
+                self._sched.take(tid)
+                self._start(tid, env)
         try:
-            continue_as_new = await self._schedule(env)
+            while await self._schedule(env):
+                await asyncio.gather(*self._outbox)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._all_parked():  # no answer arrived meanwhile
+                    self._continue_as_new(workspace)
         except asyncio.CancelledError:
             await self._stop_all("the run was cancelled")
             if inp.rollback == "auto":
-                await self._roll_back(env)
+                await self._saga(env)
             st.status, st.ended_at = "cancelled", workflow.now()
             await self._report_exports()
             raise
-        if continue_as_new:
-            await asyncio.gather(*self._outbox)
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(
-                inp.model_copy(
-                    update={
-                        "carry": st,
-                        "upstream": self._upstream,
-                        "workspace": workspace,
-                        "paused": self._paused,
-                        "budget": self._budget,
-                        "slots_held": self._slots.held if self._slots else 0,
-                    }
-                )
-            )
         failed = [
             f"{tid} ({t.error.category if t.error else 'failed'})"
             for tid, t in st.tasks.items()
             if t.status == "failed"
         ]
         st.status = "failed" if failed else "succeeded"
-        if failed and inp.rollback == "auto" and await self._roll_back(env):
+        if failed and inp.rollback == "auto" and await self._saga(env):
             st.status = "rolled_back"
         st.ended_at = workflow.now()
         await self._clean_up(succeeded=not failed)
@@ -195,6 +203,36 @@ class WorkstreamWorkflow:
             return await workflow.execute_local_activity(name, arg, **options)
         return await workflow.execute_activity(name, arg, **options)
 
+    def _continue_as_new(self, workspace: str) -> None:
+        """Carry the tasks' states (those waiting for a person included) to a new run."""
+        workflow.continue_as_new(
+            self._inp.model_copy(
+                update={
+                    "carry": self._state,
+                    "upstream": self._upstream,
+                    "workspace": workspace,
+                    "paused": self._paused,
+                    "budget": self._budget,
+                    "slots_held": self._slots.held if self._slots else 0,
+                }
+            )
+        )
+
+    async def _saga(self, env: TaskEnv) -> bool:
+        """Run the rollbacks to their end, even if a cancel lands meanwhile (the run's
+        fail_fast stop, or a person's cancel): a saga cut short would leave the undone and
+        the not-undone mixed, with tasks saying ``succeeded`` that were never undone."""
+        saga = asyncio.create_task(self._roll_back(env))
+        while True:
+            try:
+                return await asyncio.shield(saga)
+            except asyncio.CancelledError:
+                if saga.done():
+                    return saga.result()
+                me = asyncio.current_task()
+                if me is not None:
+                    me.uncancel()
+
     async def _roll_back(self, env: TaskEnv) -> bool:
         """The saga: undo succeeded tasks that have a ``rollback:``, newest first.
 
@@ -212,22 +250,31 @@ class WorkstreamWorkflow:
         return bool(done) and all(self._state.tasks[tid].rollback_error is None for tid in done)
 
     async def _schedule(self, env: TaskEnv) -> bool:
-        """Run tasks until all are finished; True when it is time to continue-as-new."""
+        """Run tasks until all are finished; True when it is time to continue-as-new.
+
+        That time comes when history is long and every task in flight is parked (waiting
+        for a person, the budget or a breaker): those are carried across, so one approval
+        waiting for days does not hold up the rest of the workstream.
+        """
         limit = self._inp.max_parallel
         while True:
-            if self._history_is_long():
-                if not self._running:
-                    return True
-            elif not self._stopping and not self._paused:
+            long = self._history_is_long()
+            if not long and not self._stopping and not self._paused:
                 room = limit if self._slots is None else min(limit, self._slots.held)
                 while len(self._running) < room and (tid := self._sched.pop_ready()):
                     self._start(tid, env)
             if self._slots is not None:
                 self._reconcile_slots(limit)
-            if not self._running and not self._sched.has_ready() and self._all_settled():
+            if not self._running and (self._stopping or self._all_finished()):
                 return False
+            if long and not self._stopping and self._all_parked():
+                return True
             self._changed = False
             await workflow.wait_condition(lambda: self._changed)
+
+    def _all_parked(self) -> bool:
+        """Every task in flight waits at a parked wait with no answer on its way."""
+        return all(tid in self._parked and tid not in self._answers for tid in self._running)
 
     def _reconcile_slots(self, limit: int) -> None:
         """Hold as many of the run's slots as this workstream can use now; give back the rest."""
@@ -267,10 +314,8 @@ class WorkstreamWorkflow:
             or info.get_current_history_length() > MAX_HISTORY_EVENTS
         )
 
-    def _all_settled(self) -> bool:
-        return all(t.status in FINISHED for t in self._state.tasks.values()) or (
-            self._stopping and not self._running
-        )
+    def _all_finished(self) -> bool:
+        return all(t.status in FINISHED for t in self._state.tasks.values())
 
     def _scope(self, env: TaskEnv) -> expressions.Scope:
         return expressions.Scope(run_id=env.run_id, workstream=env.workstream, lookup=self._lookup)
@@ -280,11 +325,13 @@ class WorkstreamWorkflow:
 
     async def _task(self, tid: str, env: TaskEnv, scope: expressions.Scope) -> None:
         state = self._state.tasks[tid]
+        resumed = state.status == "waiting"
         try:
-            with observe.task(env, self._specs[tid], state):
+            with observe.task(env, self._specs[tid], state, resumed=resumed):
                 await run_task(self._specs[tid], state, env, scope, self)
         finally:
             del self._running[tid]
+            self._parked.discard(tid)
             self._changed = True
         if state.status == "failed" and self._inp.failure_policy in ("fail_fast", "pause"):
             await self._stop_all(f"{tid} failed")
@@ -308,6 +355,7 @@ class WorkstreamWorkflow:
     async def _stop_all(self, reason: str) -> None:
         """fail_fast and cancellation: cancel running tasks; the rest end ``cancelled``."""
         self._stopping = True
+        self._sched.stop()
         for tid, t in self._state.tasks.items():
             if t.status == "pending" and tid not in self._running:
                 t.status, t.reason = "cancelled", reason
@@ -359,16 +407,17 @@ class WorkstreamWorkflow:
     ) -> Decision | None:
         self._accepting[tid] = answers
         try:
-            await workflow.wait_condition(
-                lambda: tid in self._answers, timeout=timeout, timeout_summary=f"{tid}: answer"
-            )
+            with self.parked(tid):
+                await workflow.wait_condition(
+                    lambda: tid in self._answers, timeout=timeout, timeout_summary=f"{tid}: answer"
+                )
         except TimeoutError:
             return None
         finally:
             self._accepting.pop(tid, None)
         return self._answers.pop(tid)
 
-    async def within_budget(self, tid: str) -> ErrorInfo | None:
+    async def within_budget(self, tid: str, *, parkable: bool = True) -> ErrorInfo | None:
         if self._budget is None or not (why := self._budget.exhausted()):
             return None
         if self._budget.on_exceed == "fail":
@@ -376,11 +425,24 @@ class WorkstreamWorkflow:
         self.set_waiting(
             tid, "budget", f"{why}; raise it: towline resume {self._inp.run_id} --raise-budget ..."
         )
-        await workflow.wait_condition(
-            lambda: self._budget is None or self._budget.exhausted() is None
-        )
+        with self.parked(tid) if parkable else contextlib.nullcontext():
+            await workflow.wait_condition(
+                lambda: self._budget is None or self._budget.exhausted() is None
+            )
         self.set_waiting(tid, None, None)
         return None
+
+    @contextlib.contextmanager
+    def parked(self, tid: str) -> Iterator[None]:
+        self._parked.add(tid)
+        self._changed = True
+        try:
+            yield
+        finally:
+            self._parked.discard(tid)
+
+    def stopping(self) -> bool:
+        return self._stopping
 
     def spent(self, usage: Usage) -> None:
         # Counted here at once, so the next task sees it before the run's answer arrives.

@@ -35,7 +35,7 @@ import httpx
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from towline.activities.base import ToolInput, tool
+from towline.activities.base import ToolInput, spend, tool
 from towline.activities.tools.http import http_url, snippet, status_category, transport_error
 from towline.durations import format_duration
 from towline.errors import ToolError
@@ -178,11 +178,11 @@ async def llm(args: LlmInput, ctx: ToolContext) -> ToolResult:
         "cost_usd": round(cost, 8),
         "price_source": source,
     }
+    # Paid for now, whether or not the reply turns out usable.
+    spend(Usage(tokens=usage["total_tokens"], cost_usd=outputs["cost_usd"]))
     if args.json_:
         outputs["json"] = _reply_json(text, url, outputs)
-    return ToolResult(
-        outputs=outputs, usage=Usage(tokens=usage["total_tokens"], cost_usd=outputs["cost_usd"])
-    )
+    return ToolResult(outputs=outputs)
 
 
 def _json_body(reply: httpx.Response, url: str) -> dict[str, Any]:
