@@ -22,16 +22,18 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from towline import history
-from towline.activities import tools, workspace
+from towline.activities import gc, tools, workspace
 from towline.activities.breakers import BreakerActivities
 from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
+from towline.retention import holdings, schedule
 from towline.worker import metrics, tracing
 from towline.worker.client import connect
 from towline.worker.http import HttpEndpoint, Probes, Readiness
 from towline.worker.interceptors import TowlineInterceptor
 from towline.worker.recorder import HistoryInterceptor
 from towline.workflows.breaker import BreakerWorkflow
+from towline.workflows.gc import GcWorkflow
 from towline.workflows.rollback import RollbackWorkflow
 from towline.workflows.run import RunWorkflow
 from towline.workflows.workstream import WorkstreamWorkflow
@@ -71,11 +73,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RunWorkflow, WorkstreamWorkflow, RollbackWorkflow, BreakerWorkflow],
+        workflows=[RunWorkflow, WorkstreamWorkflow, RollbackWorkflow, BreakerWorkflow, GcWorkflow],
         activities=[
             *tools.activities(),
             workspace.prepare_workspace,
             workspace.cleanup_workspace,
+            gc.collect_garbage,
             *BreakerActivities(client).activities(),
         ],
         interceptors=_interceptors(),
@@ -159,6 +162,8 @@ async def serve(opts: WorkerOptions) -> None:
             runtime=sdk.runtime if sdk else None,
             interceptors=interceptors,
         )
+        if sid := await schedule.install_from_environment(client, opts.task_queue):
+            log.info("daily towline gc: schedule %s", sid)
         await run_worker(
             client,
             opts.task_queue,
@@ -221,7 +226,13 @@ def endpoint_probes(
     afresh on each ``/readyz``.
     """
 
+    store = history.open_store()
+
+    def disk() -> dict[str, int]:
+        return holdings.usage(holdings.local_holdings(store), store)
+
     async def page() -> tuple[bytes, str]:
+        await metrics.DISK.refresh(disk)
         return await metrics.exposition(sdk_metrics), metrics.CONTENT_TYPE
 
     async def readiness() -> Readiness:
