@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -47,6 +47,11 @@ _PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "towline", "open
 READY_TIMEOUT = timedelta(seconds=2)
 
 
+def workflow_classes(*, workstream: type = WorkstreamWorkflow) -> list[type]:
+    """towline's workflows (the upgrade test swaps in another version of the workstream's)."""
+    return [RunWorkflow, workstream, RollbackWorkflow, BreakerWorkflow, GcWorkflow]
+
+
 def build_worker(
     client: Client,
     task_queue: str,
@@ -54,6 +59,7 @@ def build_worker(
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int | None = None,
     sandboxed: bool = False,
+    workflows: Sequence[type] | None = None,
 ) -> Worker:
     """A worker for towline's workflows and tools on ``task_queue``.
 
@@ -73,7 +79,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RunWorkflow, WorkstreamWorkflow, RollbackWorkflow, BreakerWorkflow, GcWorkflow],
+        workflows=list(workflows or workflow_classes()),
         activities=[
             *tools.activities(),
             workspace.prepare_workspace,
