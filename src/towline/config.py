@@ -12,6 +12,13 @@ DEFAULT_UI_PORT = 8233
 DEFAULT_HTTP_PORT = 9464
 
 
+class ConfigError(Exception):
+    """A setting that cannot be used (a bad profile, keys file or certificate path): exit 2.
+
+    The message names the setting (the file and key, or the variable) and what is wrong.
+    """
+
+
 def home() -> Path:
     """towline's local folder (``.towline/`` in the current directory unless ``TOWLINE_HOME``)."""
     return Path(os.environ.get("TOWLINE_HOME", ".towline")).resolve()

@@ -184,6 +184,33 @@ class HistoryStore(ABC):
         )
         self._execute("DELETE FROM cache WHERE expires_at < ?", [now])
 
+    def runs(self) -> dict[str, float]:
+        """Every run with recorded calls, and when its last call ended (seconds since epoch)."""
+        if not self.exists():
+            return {}
+        rows = self._query(
+            "SELECT run_id, MAX(started_at + duration_s) FROM tool_calls GROUP BY run_id", []
+        )
+        return {run_id: float(last) for run_id, last in rows}
+
+    def remove_run(self, run_id: str) -> None:
+        """Forget the calls of ``run_id``."""
+        self._execute("DELETE FROM tool_calls WHERE run_id = ?", [run_id])
+
+    def cache_prune(self, *, created_before: float, now: float, dry_run: bool = False) -> int:
+        """Drop cache entries created before ``created_before`` or expired; how many."""
+        if not self.exists():
+            return 0
+        where = "WHERE created_at < ? OR expires_at < ?"
+        (count,) = self._query(f"SELECT COUNT(*) FROM cache {where}", [created_before, now])[0]
+        if not dry_run:
+            self._execute(f"DELETE FROM cache {where}", [created_before, now])
+        return int(count)
+
+    @abstractmethod
+    def sizes(self) -> dict[str, int]:
+        """Bytes the tool-call rows and the cache take: ``{"history": ..., "cache": ...}``."""
+
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any]) -> None:
         """Run one statement in a transaction of its own. ``?`` marks each parameter."""
@@ -248,6 +275,20 @@ class _SQLiteStore(HistoryStore):
         with self._connect() as conn:
             conn.execute(sql, params)
 
+    def sizes(self) -> dict[str, int]:
+        if not self.exists():
+            return {"history": 0, "cache": 0}
+        try:  # pages per table and index, where SQLite was built with the dbstat table
+            rows = self._query("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name", [])
+        except sqlite3.OperationalError:
+            files = [self.path, self.path.with_name(self.path.name + "-wal")]
+            return {"history": sum(p.stat().st_size for p in files if p.exists()), "cache": 0}
+        out = {"history": 0, "cache": 0}
+        for name, size in rows:
+            table = "cache" if name.startswith(("cache", "sqlite_autoindex_cache")) else "history"
+            out[table] += int(size)
+        return out
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._connect() as conn:
             return list(conn.execute(sql, params).fetchall())
@@ -262,7 +303,7 @@ class _PostgresStore(HistoryStore):
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.location = _without_password(dsn)
+        self.location = without_password(dsn)
         self._conn: Any = None
         self._lock = threading.Lock()
 
@@ -297,11 +338,17 @@ class _PostgresStore(HistoryStore):
     def _execute(self, sql: str, params: Sequence[Any]) -> None:
         self._run(sql, params, fetch=False)
 
+    def sizes(self) -> dict[str, int]:
+        rows = self._query(
+            "SELECT pg_total_relation_size('tool_calls'), pg_total_relation_size('cache')", []
+        )
+        return {"history": int(rows[0][0]), "cache": int(rows[0][1])}
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self._run(sql, params, fetch=True)
 
 
-def _without_password(dsn: str) -> str:
+def without_password(dsn: str) -> str:
     """The DSN as it may be printed: ``postgresql://user:***@host/db``."""
     scheme, sep, rest = dsn.partition("://")
     userinfo, at, host = rest.rpartition("@")

@@ -36,6 +36,8 @@ PLAN_KEY = SearchAttributeKey.for_keyword("TowlinePlan")
 LABELS_KEY = SearchAttributeKey.for_keyword_list("TowlineLabels")
 
 RUN_WORKFLOW = "RunWorkflow"
+# The memo of a run that works in another run's workspaces (a retry): that run's id.
+WORKSPACE_OF_MEMO = "towline.workspace_of"
 WORKSTREAM_WORKFLOW = "WorkstreamWorkflow"
 
 

@@ -151,12 +151,20 @@ def working_dir(workspace: str, cwd: str | None) -> Path:
     return path
 
 
+_WORKER_CREDENTIALS = ("TEMPORAL_API_KEY", "TEMPORAL_TLS_CLIENT_KEY_DATA")
+
+
 def environment(extra: dict[str, str]) -> dict[str, str]:
     """The worker's environment without towline's secrets, plus ``extra``.
 
-    A command sees a secret only when its plan asks for it with ``${{ secrets.NAME }}``.
+    A command sees a secret only when its plan asks for it with ``${{ secrets.NAME }}``;
+    the worker's own credential for Temporal (``TEMPORAL_API_KEY``) it never sees.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(secrets.ENV_PREFIX)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(secrets.ENV_PREFIX) and k not in _WORKER_CREDENTIALS
+    }
     env.update(extra)
     return env
 

@@ -111,7 +111,7 @@ async def cleanup_workspace(req: CleanupRequest) -> bool:
     if keep == "always" or (keep == "on_failure" and not req.succeeded):
         return False
     path = workspace_path(req.run_id, req.workstream)
-    await asyncio.to_thread(_remove, path)
+    await asyncio.to_thread(remove_tree, path)
     with contextlib.suppress(OSError):
         path.parent.rmdir()  # the run's folder, once its last workspace is gone
     return True
@@ -122,7 +122,7 @@ async def _staging(final: Path) -> AsyncIterator[Path]:
     """A temporary folder beside ``final``, renamed to ``final`` when the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        await asyncio.to_thread(_remove, stale)  # left by an attempt that died
+        await asyncio.to_thread(remove_tree, stale)  # left by an attempt that died
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
         yield tmp
@@ -131,13 +131,13 @@ async def _staging(final: Path) -> AsyncIterator[Path]:
         except OSError:
             if not final.is_dir():
                 raise
-            _remove(tmp)  # another attempt got there first; its workspace stands
+            remove_tree(tmp)  # another attempt got there first; its workspace stands
     except BaseException:
-        _remove(tmp)
+        remove_tree(tmp)
         raise
 
 
-def _remove(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """Remove ``path`` and everything in it, read-only folders included; gone is fine."""
 
     def make_writable(fn: Callable[..., Any], target: str, _: Any) -> None:

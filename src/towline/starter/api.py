@@ -45,6 +45,7 @@ from towline.state import (
     PLAN_KEY,
     RUN_WORKFLOW,
     STATUS_KEY,
+    WORKSPACE_OF_MEMO,
     Answer,
     AnswerRequest,
     RunInput,
@@ -134,6 +135,8 @@ async def start_run(
                 else []
             ),
             static_summary=f"towline run of plan {plan.name}",
+            # `towline gc` keeps the workspaces a retry works in while it is open.
+            memo={WORKSPACE_OF_MEMO: workspace_of} if workspace_of else None,
         )
     except WorkflowAlreadyStartedError:
         raise RunExists(rid) from None

@@ -23,7 +23,7 @@ from towline import config
 from towline.catalogue import own_queue_tools
 from towline.plan.load import PlanError, load_plan
 from towline.plan.spec import BudgetSpec, PlanSpec
-from towline.starter import api, local, progress
+from towline.starter import api, local, ops, progress
 from towline.state import RunState
 from towline.worker.client import ServerUnreachable, connect, has_poller, wait_until_serving
 
@@ -52,13 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     conn = argparse.ArgumentParser(add_help=False)
     conn.add_argument(
         "--address",
-        default=os.environ.get("TEMPORAL_ADDRESS", config.DEFAULT_ADDRESS),
-        help="Temporal frontend host:port (env TEMPORAL_ADDRESS; default %(default)s)",
+        help="Temporal frontend host:port (env TEMPORAL_ADDRESS, else the profile, else "
+        f"temporal.toml; default {config.DEFAULT_ADDRESS})",
     )
     conn.add_argument(
         "--namespace",
-        default=os.environ.get("TEMPORAL_NAMESPACE", config.DEFAULT_NAMESPACE),
-        help="Temporal namespace (env TEMPORAL_NAMESPACE; default %(default)s)",
+        help="Temporal namespace (env TEMPORAL_NAMESPACE, else the profile, else "
+        f"temporal.toml; default {config.DEFAULT_NAMESPACE})",
     )
     conn.add_argument(
         "--task-queue",
@@ -80,8 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="towline", description="Durable automation runs on Temporal.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    prof = ops.profile_parser()
+
     def cmd(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, parents=list(parents))
+        return sub.add_parser(name, help=help, description=help, parents=[prof, *parents])
 
     up_help = "start a local Temporal dev server and a worker in the background"
     cmd("up", up_help, conn, server, endpoint)
@@ -202,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--plan", help="only this plan's calls, per task")
     st.add_argument("--tool", help="only this tool's calls")
     st.add_argument("--json", action="store_true")
+    ops.add_commands(cmd, conn)
     return p
 
 
@@ -695,6 +698,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "logs": _logs,
     "new-tool": _new_tool,
     "stats": _stats,
+    **ops.COMMANDS,
 }
 
 
@@ -703,23 +707,27 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit code (never raises for expected failures)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    err = _err()
     try:
+        ops.activate_profile(argv)  # before the parser: a profile sets its defaults
         args = _parser().parse_args(argv)
+        ops.settle_connection(args)
     except SystemExit as e:  # argparse already printed the problem
         return OK if e.code in (0, None) else BAD_INPUT
-    err = _err()
+    except config.ConfigError as e:
+        err.print(f"towline: {e}", markup=False)
+        return BAD_INPUT
     try:
         return asyncio.run(COMMANDS[args.command](args))
     except PlanError as e:
         err.print(str(e), markup=False)
         return BAD_INPUT
-    except (api.UnknownRun, api.RunExists, api.Refused, UsageError) as e:
+    except (api.UnknownRun, api.RunExists, api.Refused, UsageError, config.ConfigError) as e:
         err.print(f"towline: {e}", markup=False)
         return BAD_INPUT
     except ServerUnreachable as e:
-        err.print(
-            f"towline: {e}\n  start a local one with `towline up`, or pass --address", markup=False
-        )
+        err.print(f"towline: {e}\n  {ops.unreachable_hint(e)}", markup=False)
         return NO_SERVER
     except api.NoWorker as e:
         err.print(f"towline: {e}", markup=False)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from towline import config
+from towline import config, profiles
 from towline.worker import devserver
 
 
@@ -154,14 +154,24 @@ def start_worker(
     return proc.pid, True
 
 
+# How to reach a remote server: the local worker talks plain gRPC to the local server.
+_REMOTE = ("TEMPORAL_TLS", "TEMPORAL_API_KEY", "TEMPORAL_PROFILE", "TOWLINE_API_KEY_FILE")
+
+
 def worker_environment(root: Path) -> dict[str, str]:
     """The local worker's environment: this one, with towline's own ``bin`` first on PATH.
 
     So that plans run on the local default find the Python (and pytest) that towline runs
-    with, as the examples expect.
+    with, as the examples expect. Settings for reaching a remote server (TLS, API key,
+    Temporal's and towline's profiles, which this process has already applied) are left out.
     """
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return {**os.environ, "TOWLINE_HOME": str(root), "PATH": path}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_REMOTE) and k != profiles.PROFILE_ENV
+    }
+    return {**env, "TOWLINE_HOME": str(root), "PATH": path, "TEMPORAL_CONFIG_FILE": os.devnull}
 
 
 def stop_pid(path: Path, word: str, *, timeout: float = 15.0) -> int | None:

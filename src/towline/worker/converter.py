@@ -10,17 +10,29 @@ of them read what the others wrote.
 - Payloads of :data:`COMPRESS_FROM` bytes or more are compressed (zlib): the plan of a
   10,000-task run is 1.7 MB of JSON, near Temporal's 2 MB payload limit, and 66 KB
   compressed. Smaller payloads stay plain JSON, readable in the Web UI.
+- With ``TOWLINE_ENCRYPTION_KEYS`` set, every payload is compressed and encrypted instead
+  (:mod:`towline.worker.encryption`), failure messages and stack traces included: clients
+  get theirs from :func:`data_converter`. Payloads written before encryption was turned
+  on still read.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
-from temporalio.converter import CompositePayloadConverter, DataConverter, PayloadCodec
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
+
+from towline.worker import encryption
 
 COMPRESS_FROM = 64 * 1024
 _ZLIB = b"binary/zlib"
@@ -59,12 +71,46 @@ class _CompressLarge(PayloadCodec):
         ]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [
-            Payload.FromString(zlib.decompress(p.data))
-            if p.metadata.get("encoding") == _ZLIB
-            else p
-            for p in payloads
-        ]
+        out = []
+        for p in payloads:
+            if p.metadata.get("encoding") == _ZLIB:
+                p = Payload.FromString(zlib.decompress(p.data))
+            elif encryption.is_encrypted(p):
+                encryption.refuse_encrypted(p)
+            out.append(p)
+        return out
 
 
 DATA_CONVERTER = DataConverter(payload_converter_class=_Payloads, payload_codec=_CompressLarge())
+"""The converter without encryption (what :func:`data_converter` gives when no keys are set)."""
+
+_encrypted: dict[encryption.Keys, DataConverter] = {}
+
+
+def data_converter(env: Mapping[str, str] = os.environ) -> DataConverter:
+    """towline's converter, encrypting with the keys ``TOWLINE_ENCRYPTION_KEYS`` names if set.
+
+    Raises :class:`~towline.config.ConfigError` for a keys file that cannot be used.
+    """
+    keys = encryption.keys_from_environment(env)
+    if keys is None:
+        return DATA_CONVERTER
+    if keys not in _encrypted:
+        _encrypted[keys] = encrypted_converter(keys)
+    return _encrypted[keys]
+
+
+def encrypted_converter(keys: encryption.Keys) -> DataConverter:
+    """The converter that encrypts with ``keys`` (failure messages moved into payloads)."""
+    return DataConverter(
+        payload_converter_class=_Payloads,
+        payload_codec=encryption.EncryptionCodec(keys, fallback=_CompressLarge()),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def codec(keys: encryption.Keys | None) -> PayloadCodec:
+    """The codec alone (for the codec server): decrypting and unzipping what it can."""
+    if keys is None:
+        return _CompressLarge()
+    return encryption.EncryptionCodec(keys, fallback=_CompressLarge())

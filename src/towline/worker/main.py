@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -22,17 +22,19 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from towline import history
-from towline.activities import tools, workspace
+from towline.activities import gc, tools, workspace
 from towline.activities.base import Tool
 from towline.activities.breakers import BreakerActivities
 from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
+from towline.retention import holdings, schedule
 from towline.worker import metrics, tracing
 from towline.worker.client import connect
 from towline.worker.http import HttpEndpoint, Probes, Readiness
 from towline.worker.interceptors import TowlineInterceptor
 from towline.worker.recorder import HistoryInterceptor
 from towline.workflows.breaker import BreakerWorkflow
+from towline.workflows.gc import GcWorkflow
 from towline.workflows.rollback import RollbackWorkflow
 from towline.workflows.run import RunWorkflow
 from towline.workflows.workstream import WorkstreamWorkflow
@@ -46,6 +48,11 @@ _PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "towline", "open
 READY_TIMEOUT = timedelta(seconds=2)
 
 
+def workflow_classes(*, workstream: type = WorkstreamWorkflow) -> list[type]:
+    """towline's workflows (the upgrade test swaps in another version of the workstream's)."""
+    return [RunWorkflow, workstream, RollbackWorkflow, BreakerWorkflow, GcWorkflow]
+
+
 def build_worker(
     client: Client,
     task_queue: str,
@@ -55,6 +62,7 @@ def build_worker(
     sandboxed: bool = False,
     registry: Mapping[str, Tool] | None = None,
     max_cached_workflows: int = 1000,
+    workflows: Sequence[type] | None = None,
 ) -> Worker:
     """A worker for towline's workflows and tools on ``task_queue``.
 
@@ -79,11 +87,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RunWorkflow, WorkstreamWorkflow, RollbackWorkflow, BreakerWorkflow],
+        workflows=list(workflows or workflow_classes()),
         activities=[
             *(t.activity for t in registry.values() if t.activity is not None),
             workspace.prepare_workspace,
             workspace.cleanup_workspace,
+            gc.collect_garbage,
             *BreakerActivities(client).activities(),
         ],
         interceptors=_interceptors(registry),
@@ -170,6 +179,8 @@ async def serve(opts: WorkerOptions) -> None:
             runtime=sdk.runtime if sdk else None,
             interceptors=interceptors,
         )
+        if sid := await schedule.install_from_environment(client, opts.task_queue):
+            log.info("daily towline gc: schedule %s", sid)
         await run_worker(
             client,
             opts.task_queue,
@@ -232,7 +243,13 @@ def endpoint_probes(
     afresh on each ``/readyz``.
     """
 
+    store = history.open_store()
+
+    def disk() -> dict[str, int]:
+        return holdings.usage(holdings.local_holdings(store), store)
+
     async def page() -> tuple[bytes, str]:
+        await metrics.DISK.refresh(disk)
         return await metrics.exposition(sdk_metrics), metrics.CONTENT_TYPE
 
     async def readiness() -> Readiness:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -91,8 +91,45 @@ class _BreakerCollector(Collector):
         yield family
 
 
+class _DiskCollector(Collector):
+    """``towline_disk_used_bytes{kind}``: what runs' things take on this worker's machine.
+
+    Measuring walks the workspaces and artifacts folders: :meth:`refresh` does it in a
+    thread, at most every ``max_age`` seconds, so a scrape never blocks the worker's loop
+    and frequent scrapes cost one walk.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+        self._measured_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def refresh(
+        self, measure: Callable[[], dict[str, int]], *, max_age: float = 30.0
+    ) -> None:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._measured_at < max_age:
+                return
+            self.values = await asyncio.to_thread(measure)
+            self._measured_at = loop.time()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            DISK_USED,
+            "bytes taken by runs' things on this machine: workspaces, artifacts, history, cache",
+            labels=["kind"],
+        )
+        for kind, size in sorted(self.values.items()):
+            family.add_metric([kind], size)
+        yield family
+
+
+DISK_USED = "towline_disk_used_bytes"
+DISK = _DiskCollector()
 REGISTRY.register(_WaitingCollector())
 REGISTRY.register(_BreakerCollector())
+REGISTRY.register(DISK)
 
 
 @dataclass(frozen=True)
