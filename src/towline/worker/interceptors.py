@@ -27,7 +27,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from towline.errors import CATEGORIES
+from towline.errors import CATEGORIES, NOT_YET
 from towline.state import RunInput, WorkstreamInput
 from towline.toolcall import ToolCall, ToolResult
 from towline.worker import metrics
@@ -74,7 +74,9 @@ class _ToolCalls(ActivityInboundInterceptor):
                     return result
                 except ApplicationError as e:
                     category = e.type if e.type in CATEGORIES else "system"
-                    if span is not None:
+                    if e.type == NOT_YET:  # a poll (pr with wait:): not a failure
+                        status, category = "polled", ""
+                    elif span is not None:
                         span.set_status(Status(StatusCode.ERROR, f"{category}: {e.message}"))
                     raise
                 except asyncio.CancelledError:
