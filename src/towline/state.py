@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
+from towline.notifications import NotifyCarry
 from towline.plan.spec import (
     BreakerSpec,
     Defaults,
@@ -159,6 +160,9 @@ class RunInput(BaseModel):
     reuse: dict[str, TaskView] = Field(
         default_factory=dict,
         description="'ws.task' -> the outputs of tasks that succeeded in the run retried",
+    )
+    notified: NotifyCarry | None = Field(
+        None, description="notifications' sequence and waits, kept across continue-as-new"
     )
 
 

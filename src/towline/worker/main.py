@@ -22,7 +22,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from towline import history
-from towline.activities import tools, workspace
+from towline.activities import notify, tools, workspace
 from towline.activities.breakers import BreakerActivities
 from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
@@ -76,6 +76,7 @@ def build_worker(
             *tools.activities(),
             workspace.prepare_workspace,
             workspace.cleanup_workspace,
+            notify.notify,
             *BreakerActivities(client).activities(),
         ],
         interceptors=_interceptors(),

@@ -26,7 +26,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from towline.errors import CATEGORIES
+from towline.errors import CATEGORIES, NOT_YET
 from towline.history import HistoryStore, Outcome, ToolCallRecord, cache_key
 from towline.toolcall import ToolCall, ToolResult
 
@@ -92,6 +92,8 @@ class _ToolCalls(ActivityInboundInterceptor):
         try:
             result = await self.next.execute_activity(input)
         except BaseException as e:
+            if isinstance(e, ApplicationError) and e.type == NOT_YET:
+                raise  # a poll that found nothing yet (pr with wait:) is not an outcome
             outcome, category = _outcome_of(e, time.monotonic() - clock)
             await self._safely("record", self._store.record, finished(outcome, category))
             raise

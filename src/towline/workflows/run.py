@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from towline.workflows import metrics
     from towline.workflows.details import progress_markdown
+    from towline.workflows.notify import Notifier
     from towline.workflows.task import needs_workspace
 
 
@@ -84,6 +85,7 @@ class RunWorkflow:
             else None
         )
         self._waiting: dict[str, list[str]] = {}
+        self._notifier = Notifier(inp.run_id, plan, inp.notified)
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunState:
@@ -131,6 +133,13 @@ class RunWorkflow:
         self._state.ended_at = workflow.now()
         metrics.run_finished(self._state.plan, status)
         self._show_progress()
+        self._notify()
+        await self._notifier.drain()
+
+    def _notify(self) -> None:
+        """Tell the plan's ``notify`` webhooks of this transition, without waiting."""
+        waiting = [f"{ws}.{w}" for ws, ws_waits in self._waiting.items() for w in ws_waits]
+        self._notifier.observe(self._state.status, waiting, self._state.reason)
 
     def _show_progress(self) -> None:
         """The run's progress table, as the Web UI shows it ("current details")."""
@@ -159,6 +168,7 @@ class RunWorkflow:
         else:
             self._state.reason = None
         self._set_status("waiting" if self._paused_by is not None or waiting else "running")
+        self._notify()
 
     async def _stop(self, reason: str) -> None:
         """Cancel running workstreams; those not started end ``cancelled``."""

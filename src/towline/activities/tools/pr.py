@@ -45,7 +45,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from towline.activities import repo as git_repo
-from towline.activities.base import ToolInput, report_progress, tool
+from towline.activities.base import ToolInput, report_progress, run_page, tool
 from towline.activities.forges import (
     DEFAULT_API,
     TOKEN_USER,
@@ -353,7 +353,7 @@ async def _marked(forge: Forge, mark: str) -> list[Issue]:
 
 
 def _default_body(ctx: ToolContext) -> str:
-    link = _web_ui_link(ctx.run_id)
+    link = run_page(ctx.run_id)
     lines = [
         f"Made by towline run `{ctx.run_id}` of plan `{ctx.plan or '?'}` "
         f"(workstream `{ctx.workstream}`, task `{ctx.task}`).",
@@ -363,17 +363,6 @@ def _default_body(ctx: ToolContext) -> str:
     if link:
         lines.append(f"- Web UI: {link}")
     return "\n".join(lines)
-
-
-def _web_ui_link(run_id: str) -> str | None:
-    """The run's page in the Temporal Web UI, as the worker's client reaches it."""
-    from towline.starter.local import web_ui_link
-
-    try:
-        client = activity.client()
-    except RuntimeError:
-        return None
-    return web_ui_link(client.service_client.config.target_host, client.namespace, run_id)
 
 
 # ------------------------------------------------------------------------ git
