@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -118,8 +118,9 @@ class _WorkflowSpans(WorkflowInboundInterceptor):
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         arg = input.args[0] if input.args else None
         if isinstance(arg, RunInput):
-            name = f"run {arg.run_id}"
-            attributes = {"towline.run_id": arg.run_id, "towline.plan": arg.plan.name}
+            run_id = arg.run_id or workflow.info().workflow_id  # a schedule's runs: no id
+            name = f"run {run_id}"
+            attributes = {"towline.run_id": run_id, "towline.plan": arg.plan.name}
         elif isinstance(arg, WorkstreamInput):
             name = f"workstream {arg.spec.id}"
             attributes = {"towline.run_id": arg.run_id, "towline.workstream": arg.spec.id}

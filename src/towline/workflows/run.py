@@ -50,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
 class RunWorkflow:
     @workflow.init
     def __init__(self, inp: RunInput) -> None:
+        if not inp.run_id:  # started by a schedule: its run id is the workflow id it got
+            inp = inp.model_copy(update={"run_id": workflow.info().workflow_id})
         self._inp = inp
         plan = inp.plan
         self._state = RunState(
