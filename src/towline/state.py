@@ -60,6 +60,15 @@ class Budget(BaseModel):
     on_exceed: Literal["wait", "fail"] = "wait"
     spent: Usage = Field(default_factory=Usage)
 
+    def used(self) -> float:
+        """The share spent of the tighter limit: 1.0 is all of it."""
+        shares = [0.0]
+        if self.max_cost_usd:
+            shares.append(self.spent.cost_usd / self.max_cost_usd)
+        if self.max_tokens:
+            shares.append(self.spent.tokens / self.max_tokens)
+        return max(shares)
+
     def exhausted(self) -> str | None:
         """Why no more usage-bearing work may start, or None."""
         if self.max_cost_usd is not None and self.spent.cost_usd >= self.max_cost_usd:

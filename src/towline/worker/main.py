@@ -223,6 +223,7 @@ def endpoint_probes(
     """
 
     async def page() -> tuple[bytes, str]:
+        metrics.WORKER_READY.set(1 if (await readiness()).ready else 0)
         return await metrics.exposition(sdk_metrics), metrics.CONTENT_TYPE
 
     async def readiness() -> Readiness:

@@ -94,6 +94,7 @@ class RunWorkflow:
         st = self._state
         st.started_at = workflow.now()
         metrics.run_started(st.plan)
+        self._report_budget()
         self._show_progress()
         for ws in inp.plan.workstreams:
             self._coroutines[ws.id] = asyncio.create_task(self._workstream(ws))
@@ -134,6 +135,7 @@ class RunWorkflow:
         self._set_status(status)
         self._state.ended_at = workflow.now()
         metrics.run_finished(self._state.plan, status)
+        metrics.budget(self._inp.run_id, self._state.plan, None)
         self._show_progress()
         self._notify()
         await self._notifier.drain()
@@ -142,6 +144,11 @@ class RunWorkflow:
         """Tell the plan's ``notify`` webhooks of this transition, without waiting."""
         waiting = [f"{ws}.{w}" for ws, ws_waits in self._waiting.items() for w in ws_waits]
         self._notifier.observe(self._state.status, waiting, self._state.reason)
+
+    def _report_budget(self) -> None:
+        """The share of the budget spent, for the gauge towline_run_budget_used_ratio."""
+        used = self._budget.used() if self._budget is not None else None
+        metrics.budget(self._inp.run_id, self._state.plan, used)
 
     def _show_progress(self) -> None:
         """The run's progress table, as the Web UI shows it ("current details")."""
@@ -366,6 +373,7 @@ class RunWorkflow:
         self._state.usage = self._state.usage.add(usage)
         if self._budget is not None:
             self._budget.spent = self._state.usage
+            self._report_budget()
             await self._tell_children("budget", self._budget)
 
     @workflow.update(name="raise_budget")
@@ -377,6 +385,7 @@ class RunWorkflow:
             self._budget.max_cost_usd = raise_to.max_cost_usd
         if raise_to.max_tokens is not None:
             self._budget.max_tokens = raise_to.max_tokens
+        self._report_budget()
         await self._tell_children("budget", self._budget)
         return (
             f"run {self._inp.run_id} budget: max_cost_usd={self._budget.max_cost_usd}, "
