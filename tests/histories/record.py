@@ -11,7 +11,8 @@ runs started before the change still replay.
 
 It starts a dev server, runs a few plans that exercise most of the workflow code (cross-
 workstream outputs, an approval, an operator's retry, a failure with rollbacks, a
-cancelled run, notifications), and writes each run's and workstream's history as JSON beside this file.
+cancelled run, notifications), and writes each run's and workstream's history as JSON
+beside this file.
 """
 
 from __future__ import annotations
