@@ -5,8 +5,9 @@ decide how workflows call it: whether it needs the workstream's workspace (and s
 run on the worker that holds it), whether it may change that workspace (and so is
 followed by a snapshot), whether it runs inside the workflow (a durable timer), whether
 it has a task queue of its own (so workers can cap its rate on the server), whether it
-reports usage (and so waits while the run's budget is spent), and what its circuit
-breaker guards. Pure data: workflows import it without touching the tools' libraries.
+reports usage (and so waits while the run's budget is spent), what its circuit
+breaker guards, and whether it waits by polling (``pr`` with ``wait:``). Pure data:
+workflows import it without touching the tools' libraries.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class ToolFacts:
     own_queue: bool = False  # activities on "<queue>-<tool>", rate-capped by the server
     usage: bool = False  # reports tokens and cost; starts only while the budget lasts
     breaker: BreakerKind | None = None  # what a failure says is broken
+    polls: bool = False  # with `wait:` it answers "not yet" until done: retried to poll
 
     def queue(self, base: str) -> str | None:
         """Its own task queue, when it has one; None for the workflow's."""
@@ -47,6 +49,9 @@ _FACTS = (
     ToolFacts("patch.revert"),
     ToolFacts("git"),
     ToolFacts("mcp", breaker="mcp"),
+    # Pushes the workspace's HEAD and talks to a forge: it needs the workspace (on the
+    # worker that holds it) but leaves it as it was, so no snapshot follows it.
+    ToolFacts("pr", changes_workspace=False, polls=True),
 )
 CATALOGUE: dict[str, ToolFacts] = {f.name: f for f in _FACTS}
 

@@ -17,6 +17,11 @@ CATEGORIES: tuple[str, ...] = get_args(Category)
 
 NON_RETRYABLE: tuple[str, ...] = ("validation", "conflict", "test_failed", "budget", "cancelled")
 
+# Not a failure: the error type of a polling tool's answer that what it waits for has
+# not happened yet (a pull request not merged yet). Temporal calls it again by the
+# polling retry policy (towline.workflows.polling); it is never a task's category.
+NOT_YET = "not_yet"
+
 _HINTS: dict[str, str] = {
     "validation": "fix the task's input in the plan and run it again",
     "tool": "read the tool's output (towline logs RUN TASK); the task's retry policy applies",

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
+from towline.notifications import NotifyCarry
 from towline.plan.spec import (
     BreakerSpec,
     Defaults,
@@ -67,6 +68,15 @@ class Budget(BaseModel):
     max_tokens: int | None = None
     on_exceed: Literal["wait", "fail"] = "wait"
     spent: Usage = Field(default_factory=Usage)
+
+    def used(self) -> float:
+        """The share spent of the tighter limit: 1.0 is all of it."""
+        shares = [0.0]
+        if self.max_cost_usd:
+            shares.append(self.spent.cost_usd / self.max_cost_usd)
+        if self.max_tokens:
+            shares.append(self.spent.tokens / self.max_tokens)
+        return max(shares)
 
     def exhausted(self) -> str | None:
         """Why no more usage-bearing work may start, or None."""
@@ -171,6 +181,9 @@ class RunInput(BaseModel):
     reuse: dict[str, TaskView] = Field(
         default_factory=dict,
         description="'ws.task' -> the outputs of tasks that succeeded in the run retried",
+    )
+    notified: NotifyCarry | None = Field(
+        None, description="notifications' sequence and waits, kept across continue-as-new"
     )
 
 

@@ -49,11 +49,11 @@ Handler = Callable[[Request], Reply]
 class LocalServer:
     """``with LocalServer(handler) as server: ... server.url ...``"""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, port: int = 0) -> None:
         self.handler = handler
         self.requests: list[Request] = []
         self.release = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

@@ -11,7 +11,8 @@ runs started before the change still replay.
 
 It starts a dev server, runs a few plans that exercise most of the workflow code (cross-
 workstream outputs, an approval, an operator's retry, a failure with rollbacks, a
-cancelled run), and writes each run's and workstream's history as JSON beside this file.
+cancelled run, notifications), and writes each run's and workstream's history as JSON
+beside this file.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def _plans(scratch: Path) -> dict[str, dict]:
         "cancelled": plan(ws("w", sh("slow", "sleep 30")), name="cancelled"),
         # Tools that need no folder: no scratch workspace (WorkstreamInput.workspace_free).
         "no-scratch": plan(ws("w", echo("a"), echo("b", needs=["a"])), name="no-scratch"),
+        # Webhooks told of the wait and the end (notify:), by activities not awaited.
+        "notify": {
+            **plan(ws("w", echo("gate", approval=True)), name="notify"),
+            "notify": [{"webhook": "http://127.0.0.1:9/hook", "timeout": "2s"}],
+        },
     }
 
 
@@ -131,6 +137,8 @@ async def main(names: list[str]) -> None:
                 await _operator(client, start, scratch)
             if "cancelled" in wanted:
                 await _cancelled(client, start)
+            if "notify" in wanted:
+                await _notify(client, start)
     finally:
         devserver.stop(proc)
         shutil.rmtree(SCRATCH, ignore_errors=True)
@@ -155,6 +163,17 @@ async def _cancelled(client: Client, start: Callable[[str], Awaitable[str]]) -> 
     await api.cancel_run(client, rid)
     await api.wait_run(client, rid)
     await _record(client, rid, "cancelled")
+
+
+async def _notify(client: Client, start: Callable[[str], Awaitable[str]]) -> None:
+    """Nothing listens on the webhook's port (9, discard): each delivery is retried until
+    its deadline and given up, and the run goes on regardless."""
+    rid = await start("notify")
+    await _until_waiting(client, rid, "gate")
+    await asyncio.sleep(3)  # the waiting event's delivery gives up meanwhile
+    await api.answer(client, rid, "w.gate", "approve", by="recorder")
+    await api.wait_run(client, rid)
+    await _record(client, rid, "notify")
 
 
 if __name__ == "__main__":

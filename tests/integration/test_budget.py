@@ -16,6 +16,7 @@ from tests.helpers import plan, ws
 from towline.plan.load import check_data
 from towline.plan.spec import BudgetSpec
 from towline.starter import api
+from towline.workflows import metrics
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -58,14 +59,18 @@ async def test_spent_budget_makes_the_next_llm_task_wait_until_raised(
     state = await api.get_status(client, rid)
     second = state.workstreams["w"].tasks["second"]
     assert second.waiting_for == "budget"
+    # The worker (this process) reports the run's budget as all spent: 5 of 5 tokens.
+    assert (rid, "test", 1.0) in metrics.budgets_now()
     assert "5 of 5 tokens" in (second.reason or "")
     assert len(chat.requests) == 1  # the second call did not happen
     assert state.usage.tokens == 5
     await api.raise_budget(client, rid, BudgetSpec(max_tokens=100))
+    assert (rid, "test", 0.05) in metrics.budgets_now()  # 5 of 100, told by the update
     final = await api.wait_run(client, rid)
     assert final.status == "succeeded"
     assert final.usage.tokens == 10
     assert len(chat.requests) == 2
+    assert rid not in [run for run, _, _ in metrics.budgets_now()]  # ended: no longer shown
 
 
 async def test_budget_can_fail_the_task_instead(

@@ -194,3 +194,18 @@ def test_promtool_accepts_the_deploy_scrape_config(prometheus_binary: str) -> No
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_checks_and_unit_tests_the_alert_rules(prometheus_binary: str) -> None:
+    promtool = Path(prometheus_binary).with_name("promtool")
+    if not promtool.exists():
+        pytest.skip(f"no promtool beside {prometheus_binary}")
+    for args in (
+        ["check", "rules", str(ROOT / "deploy" / "alerts.yml")],
+        ["test", "rules", str(ROOT / "deploy" / "alerts.test.yml")],
+    ):
+        done = subprocess.run(
+            [str(promtool), *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SUCCESS" in done.stdout + done.stderr

@@ -75,6 +75,8 @@ async def test_metrics_count_runs_and_tasks_by_plan_tool_status_and_category(
     assert sample(page, calls, tool="shell", status="failed", category="tool") == 1
     assert sample(page, "towline_tool_call_duration_seconds_count", tool="shell") == 1
     assert sample(page, "towline_tasks_waiting", reason="approval") == 0
+    assert sample(page, "towline_task_wait_oldest_seconds") is None  # nothing waits
+    assert sample(page, "towline_worker_ready") == 1
     # The Temporal SDK's own metrics and the process's, on the same page.
     assert sample(page, "temporal_long_request_total", operation="PollWorkflowTaskQueue")
     assert sample(page, "process_resident_memory_bytes") is not None
@@ -105,6 +107,7 @@ async def test_readyz_answers_503_once_the_server_is_gone_while_healthz_stays_20
         devserver.stop(server)
     body = await wait_status(w, "/readyz", 503)
     assert "the Temporal server does not answer" in body
+    assert sample(await _metrics(w), "towline_worker_ready") == 0
     assert await aget(w.url("/healthz")) == (200, "ok\n")
 
 
@@ -125,6 +128,9 @@ async def test_a_restarted_worker_counts_nothing_twice_and_still_reports_the_wai
     page = await _until(first, "towline_tasks_waiting", 1, reason="approval")
     assert sample(page, "towline_task_waits_total", reason="approval") == 1
     assert sample(page, "towline_tasks_finished_total", plan=name, tool="echo") == 1
+    waited = sample(page, "towline_task_wait_oldest_seconds", reason="approval")
+    assert waited is not None
+    assert waited >= 0
     first.stop()
 
     second = start_worker(dev_server, queue, home=tmp_path / "home")
@@ -132,7 +138,10 @@ async def test_a_restarted_worker_counts_nothing_twice_and_still_reports_the_wai
     await wait_status(second, "/readyz", 200)
     await api.get_status(client, rid)  # the query makes the new worker replay the run
     page = await _until(second, "towline_tasks_waiting", 1, reason="approval")
-    # The replay rebuilt the wait, and counted nothing it had already counted.
+    # The replay rebuilt the wait, from when it began, and counted nothing twice.
+    again = sample(page, "towline_task_wait_oldest_seconds", reason="approval")
+    assert again is not None
+    assert again > waited
     assert sample(page, "towline_task_waits_total", reason="approval") is None
     assert sample(page, "towline_tasks_finished_total", plan=name) is None
     assert sample(page, "towline_runs_started_total", plan=name) is None
@@ -145,6 +154,7 @@ async def test_a_restarted_worker_counts_nothing_twice_and_still_reports_the_wai
     assert sample(page, finished, plan=name, tool="echo") is None
     assert sample(page, "towline_runs_finished_total", plan=name, status="succeeded") == 1
     assert sample(page, "towline_tasks_waiting", reason="approval") == 0
+    assert sample(page, "towline_task_wait_oldest_seconds", reason="approval") is None
 
 
 async def _until(w: WorkerProcess, name: str, value: float, **labels: str) -> str:

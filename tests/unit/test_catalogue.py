@@ -19,7 +19,7 @@ def test_a_tool_missing_from_the_catalogue_is_assumed_to_need_and_change_the_wor
     new = facts("my.new-tool")
     assert new.workspace
     assert new.changes_workspace
-    assert (new.in_workflow, new.own_queue, new.usage) == (False, False, False)
+    assert [new.in_workflow, new.own_queue, new.usage, new.polls] == [False] * 4
 
 
 def test_own_queue_tools_get_a_queue_named_after_the_tool() -> None:
@@ -31,3 +31,7 @@ def test_own_queue_tools_get_a_queue_named_after_the_tool() -> None:
 def test_a_tool_that_changes_the_workspace_needs_one() -> None:
     for f in CATALOGUE.values():
         assert f.workspace or not f.changes_workspace, f.name
+
+
+def test_only_the_pr_tool_waits_by_polling() -> None:
+    assert [f.name for f in CATALOGUE.values() if f.polls] == ["pr"]

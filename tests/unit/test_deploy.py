@@ -70,8 +70,20 @@ def test_every_metric_is_documented() -> None:
         assert f"`{shown}`" in doc, f"{shown} is missing from docs/operations.md"
 
 
+def test_the_alert_rules_use_only_metrics_the_worker_serves_and_are_documented() -> None:
+    rules = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())["groups"][0]["rules"]
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    for rule in rules:
+        used = set(re.findall(r"\btowline_\w+", rule["expr"]))
+        assert used <= _sample_names(), (rule["alert"], used - _sample_names())
+        assert f"`{rule['alert']}`" in doc, f"{rule['alert']} is missing from docs/operations.md"
+        assert rule["labels"]["severity"] in ("info", "warning", "critical")
+    assert len(rules) == 5
+
+
 def test_the_scrape_config_targets_the_worker_endpoint() -> None:
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
     (job,) = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["worker:9464"]

@@ -180,6 +180,18 @@ def redact(value: Any, secrets: dict[str, str]) -> Any:
     return value
 
 
+def run_page(run_id: str) -> str | None:
+    """The run's page in the Temporal Web UI, as this worker's client reaches the server
+    (``TOWLINE_UI_URL`` overrides the guess); None outside an activity."""
+    from towline.starter.local import web_ui_link
+
+    try:
+        client = activity.client()
+    except RuntimeError:
+        return None
+    return web_ui_link(client.service_client.config.target_host, client.namespace, run_id)
+
+
 def _validation_message(err: ValidationError) -> str:
     parts = []
     for e in err.errors():

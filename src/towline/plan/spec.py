@@ -8,8 +8,10 @@ key at a time (ids, cycles, tools, expressions) live in :mod:`towline.plan.valid
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -252,10 +254,57 @@ class WorkstreamSpec(_Model):
     tasks: list[TaskSpec] = Field(min_length=1)
 
 
+NotifyEvent = Literal["waiting", "succeeded", "failed", "cancelled", "rolled_back"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+_SECRET_EXPR = re.compile(r"\$\{\{\s*secrets\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}")
+
+
+class NotifySpec(_Model):
+    """A webhook told of the run's transitions (towline.notifications has the body)."""
+
+    on: list[NotifyEvent] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS),
+        min_length=1,
+        description="the events to send: waiting (for a person), succeeded, failed, "
+        "cancelled, rolled_back; default all",
+    )
+    webhook: str = Field(
+        description="the URL the event is POSTed to, e.g. ${{ secrets.SLACK_WEBHOOK }} "
+        "(a webhook URL is a credential: keep it a secret)"
+    )
+    format: Literal["auto", "json", "slack"] = Field(
+        "auto",
+        description="json: towline's body; slack: a Slack message; auto: slack for a "
+        "hooks.slack.com URL, else json",
+    )
+    timeout: Duration = Field(
+        timedelta(minutes=10),
+        description="how long one event's delivery is retried before it is given up",
+    )
+
+    @model_validator(mode="after")
+    def _webhook(self) -> NotifySpec:
+        rest = _SECRET_EXPR.sub("", self.webhook)
+        if "${{" in rest:
+            raise ValueError("webhook: only ${{ secrets.NAME }} expressions may appear in it")
+        if rest == self.webhook:  # no secret: a literal URL
+            parts = urlsplit(self.webhook)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(
+                    "webhook must be an http(s) URL or name a secret: ${{ secrets.NAME }}"
+                )
+        if self.timeout <= timedelta(0):
+            raise ValueError("timeout must be longer than 0s")
+        return self
+
+
 class PlanSpec(_Model):
     version: Literal[1]
     name: str = Field(min_length=1, max_length=100)
     labels: dict[str, str] = Field(default_factory=dict)
     settings: PlanSettings = PlanSettings()
+    notify: list[NotifySpec] = Field(
+        default_factory=list, description="webhooks told when the run waits, fails or ends"
+    )
     defaults: Defaults = Defaults()
     workstreams: list[WorkstreamSpec] = Field(min_length=1)

@@ -24,6 +24,7 @@ from towline.catalogue import own_queue_tools
 from towline.plan.load import PlanError, load_plan
 from towline.plan.spec import BudgetSpec, PlanSpec
 from towline.starter import api, local, ops, progress
+from towline.starter.schedules import ScheduleError
 from towline.state import RunState
 from towline.worker.client import ServerUnreachable, connect, has_poller, wait_until_serving
 
@@ -205,7 +206,47 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--tool", help="only this tool's calls")
     st.add_argument("--json", action="store_true")
     ops.add_commands(cmd, conn)
+    _schedule_parser(cmd("schedule", "recurring runs of a plan, on Temporal Schedules"), conn)
     return p
+
+
+def _schedule_parser(sc: argparse.ArgumentParser, conn: argparse.ArgumentParser) -> None:
+    """``towline schedule create|list|pause|resume|delete|trigger``."""
+    from towline.starter.schedules import OVERLAP
+
+    verbs = sc.add_subparsers(dest="verb", required=True, metavar="VERB")
+    create = verbs.add_parser(
+        "create", help="run PLAN at each time of a cron expression", parents=[conn]
+    )
+    create.add_argument("plan", metavar="PLAN")
+    create.add_argument(
+        "--cron",
+        required=True,
+        metavar="EXPR",
+        help="e.g. '0 3 * * 1' (Mondays 03:00 UTC); 7 fields add seconds and years",
+    )
+    create.add_argument(
+        "--id", dest="schedule_id", help="the schedule's id (default: the plan's name)"
+    )
+    create.add_argument(
+        "--overlap",
+        choices=sorted(OVERLAP),
+        default="skip",
+        help="a firing while the last run still goes: skip it (default), buffer it, ...",
+    )
+    create.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ls = verbs.add_parser("list", help="schedules, with their next run times", parents=[conn])
+    ls.add_argument("--json", action="store_true")
+    for verb, what in (
+        ("pause", "stop firing until resumed"),
+        ("resume", "fire again"),
+        ("delete", "delete the schedule (its runs are not touched)"),
+        ("trigger", "start a run now"),
+    ):
+        v = verbs.add_parser(verb, help=what, parents=[conn])
+        v.add_argument("schedule_id", metavar="ID")
+        if verb in ("pause", "resume"):
+            v.add_argument("--note", help="why (shown by temporal schedule describe)")
 
 
 # ---------------------------------------------------------------- helpers
@@ -674,6 +715,62 @@ async def _pause(args: argparse.Namespace) -> int:
     return OK
 
 
+async def _schedule(args: argparse.Namespace) -> int:
+    from towline.starter import schedules
+
+    client = await _client(args)
+    out = _out()
+    if args.verb == "create":
+        plan, plan_dir = _load(args.plan, args.set)
+        sid = await schedules.create_schedule(
+            client,
+            plan,
+            plan_dir=plan_dir,
+            cron=args.cron,
+            schedule_id=args.schedule_id,
+            task_queue=args.task_queue,
+            overlap=args.overlap,
+        )
+        described = await schedules.describe_schedule(client, sid)
+        after = f"; next run {_when(described.next_runs[0])} UTC" if described.next_runs else ""
+        out.print(f"created schedule {sid} (plan {plan.name}, cron {args.cron}){after}")
+        return OK
+    if args.verb == "list":
+        found = [s async for s in schedules.list_schedules(client)]
+        if args.json:
+            _print_json([s.__dict__ for s in found])
+            return OK
+        from rich.table import Table
+
+        grid = Table(show_edge=False)
+        for col in ("schedule", "plan", "cron", "state", "next runs", "last run", "skipped"):
+            grid.add_column(col)
+        for s in found:
+            grid.add_row(
+                s.schedule_id,
+                s.plan,
+                s.cron,
+                "paused" if s.paused else "active",
+                ", ".join(_when(t) for t in s.next_runs[:3]),
+                s.recent_runs[-1] if s.recent_runs else "",
+                str(s.skipped),
+            )
+        out.print(grid if found else "no schedules")
+        return OK
+    sid = args.schedule_id
+    if args.verb == "pause":
+        await schedules.pause_schedule(client, sid, note=args.note)
+    elif args.verb == "resume":
+        await schedules.resume_schedule(client, sid, note=args.note)
+    elif args.verb == "delete":
+        await schedules.delete_schedule(client, sid)
+    else:
+        await schedules.trigger_schedule(client, sid)
+    done = {"pause": "paused", "resume": "resumed", "delete": "deleted", "trigger": "triggered"}
+    out.print(f"schedule {sid} {done[args.verb]}")
+    return OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "approve": _answer,
     "reject": _answer,
@@ -699,6 +796,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "new-tool": _new_tool,
     "stats": _stats,
     **ops.COMMANDS,
+    "schedule": _schedule,
 }
 
 
@@ -723,7 +821,14 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except PlanError as e:
         err.print(str(e), markup=False)
         return BAD_INPUT
-    except (api.UnknownRun, api.RunExists, api.Refused, UsageError, config.ConfigError) as e:
+    except (
+        api.UnknownRun,
+        api.RunExists,
+        api.Refused,
+        UsageError,
+        config.ConfigError,
+        ScheduleError,
+    ) as e:
         err.print(f"towline: {e}", markup=False)
         return BAD_INPUT
     except ServerUnreachable as e:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -27,7 +27,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from towline.errors import CATEGORIES
+from towline.errors import CATEGORIES, NOT_YET
 from towline.state import RunInput, WorkstreamInput
 from towline.toolcall import ToolCall, ToolResult
 from towline.worker import metrics
@@ -74,7 +74,9 @@ class _ToolCalls(ActivityInboundInterceptor):
                     return result
                 except ApplicationError as e:
                     category = e.type if e.type in CATEGORIES else "system"
-                    if span is not None:
+                    if e.type == NOT_YET:  # a poll (pr with wait:): not a failure
+                        status, category = "polled", ""
+                    elif span is not None:
                         span.set_status(Status(StatusCode.ERROR, f"{category}: {e.message}"))
                     raise
                 except asyncio.CancelledError:
@@ -116,8 +118,9 @@ class _WorkflowSpans(WorkflowInboundInterceptor):
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         arg = input.args[0] if input.args else None
         if isinstance(arg, RunInput):
-            name = f"run {arg.run_id}"
-            attributes = {"towline.run_id": arg.run_id, "towline.plan": arg.plan.name}
+            run_id = arg.run_id or workflow.info().workflow_id  # a schedule's runs: no id
+            name = f"run {run_id}"
+            attributes = {"towline.run_id": run_id, "towline.plan": arg.plan.name}
         elif isinstance(arg, WorkstreamInput):
             name = f"workstream {arg.spec.id}"
             attributes = {"towline.run_id": arg.run_id, "towline.workstream": arg.spec.id}

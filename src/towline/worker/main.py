@@ -22,7 +22,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from towline import history
-from towline.activities import gc, tools, workspace
+from towline.activities import gc, notify, tools, workspace
 from towline.activities.base import Tool
 from towline.activities.breakers import BreakerActivities
 from towline.catalogue import own_queue_tools
@@ -93,6 +93,7 @@ def build_worker(
             workspace.prepare_workspace,
             workspace.cleanup_workspace,
             gc.collect_garbage,
+            notify.notify,
             *BreakerActivities(client).activities(),
         ],
         interceptors=_interceptors(registry),
@@ -250,6 +251,7 @@ def endpoint_probes(
 
     async def page() -> tuple[bytes, str]:
         await metrics.DISK.refresh(disk)
+        metrics.WORKER_READY.set(1 if (await readiness()).ready else 0)
         return await metrics.exposition(sdk_metrics), metrics.CONTENT_TYPE
 
     async def readiness() -> Readiness:

@@ -19,6 +19,7 @@ sample in Python; reading the SDK's own exporter keeps both exact and cheap.
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from prometheus_client import (
     REGISTRY,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -74,6 +76,35 @@ class _WaitingCollector(Collector):
         )
         for reason, count in sorted(workflow_metrics.waiting_now().items()):
             family.add_metric([reason], count)
+        yield family
+
+
+class _OldestWaitCollector(Collector):
+    """``towline_task_wait_oldest_seconds{reason}``: how long the longest wait has lasted."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            workflow_metrics.OLDEST_WAIT,
+            "how long the longest-waiting task of this worker's workflows has waited, by reason",
+            labels=["reason"],
+        )
+        now = time.time()
+        for reason, since in sorted(workflow_metrics.oldest_waits().items()):
+            family.add_metric([reason], max(now - since, 0.0))
+        yield family
+
+
+class _BudgetCollector(Collector):
+    """``towline_run_budget_used_ratio{run_id,plan}``: runs with a budget, share spent."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            workflow_metrics.BUDGET_USED,
+            "the share of its budget (settings.budget) a run has spent; 1 is all of it",
+            labels=["run_id", "plan"],
+        )
+        for run_id, plan, used in workflow_metrics.budgets_now():
+            family.add_metric([run_id, plan], used)
         yield family
 
 
@@ -128,8 +159,16 @@ class _DiskCollector(Collector):
 DISK_USED = "towline_disk_used_bytes"
 DISK = _DiskCollector()
 REGISTRY.register(_WaitingCollector())
+REGISTRY.register(_OldestWaitCollector())
+REGISTRY.register(_BudgetCollector())
 REGISTRY.register(_BreakerCollector())
 REGISTRY.register(DISK)
+
+WORKER_READY = Gauge(
+    "towline_worker_ready",
+    "1 while the worker polls and the Temporal server answers (as /readyz), else 0; "
+    "checked on each scrape",
+)
 
 
 @dataclass(frozen=True)

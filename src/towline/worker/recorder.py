@@ -27,7 +27,7 @@ from temporalio.worker import (
 )
 
 from towline.activities.base import spent_before
-from towline.errors import CATEGORIES
+from towline.errors import CATEGORIES, NOT_YET
 from towline.history import HistoryStore, Outcome, ToolCallRecord, cache_key
 from towline.state import Usage
 from towline.toolcall import ToolCall, ToolResult
@@ -95,6 +95,8 @@ class _ToolCalls(ActivityInboundInterceptor):
         try:
             result = await self.next.execute_activity(input)
         except BaseException as e:
+            if isinstance(e, ApplicationError) and e.type == NOT_YET:
+                raise  # a poll that found nothing yet (pr with wait:) is not an outcome
             outcome, category = _outcome_of(e, time.monotonic() - clock)
             paid = _usage_of_failure(e).since(before)
             await self._safely(

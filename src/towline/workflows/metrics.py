@@ -33,6 +33,8 @@ TASK_DURATION = "towline_task_duration_seconds"
 TASK_WAITS = "towline_task_waits"
 BREAKER_STATE = "towline_breaker_state"
 TASKS_WAITING = "towline_tasks_waiting"
+OLDEST_WAIT = "towline_task_wait_oldest_seconds"
+BUDGET_USED = "towline_run_budget_used_ratio"
 
 # Tasks last from milliseconds (echo) to days (a wait for a person).
 TASK_DURATION_BUCKETS: tuple[float, ...] = (
@@ -52,7 +54,11 @@ TASK_DURATION_BUCKETS: tuple[float, ...] = (
 WAIT_REASONS: tuple[str, ...] = ("approval", "operator", "budget", "breaker")
 BREAKER_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 
-_waiting: weakref.WeakKeyDictionary[object, Counter[str]] = weakref.WeakKeyDictionary()
+# Per workflow instance: task -> (reason, when the wait began); run -> budget spent.
+_waiting: weakref.WeakKeyDictionary[object, dict[str, tuple[str, float]]] = (
+    weakref.WeakKeyDictionary()
+)
+_budgets: weakref.WeakKeyDictionary[object, tuple[str, str, float]] = weakref.WeakKeyDictionary()
 _breakers: weakref.WeakKeyDictionary[object, tuple[str, int]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()  # workflow tasks run on several threads; scrapes on another
 
@@ -88,20 +94,21 @@ def task_finished(plan: str, task: TaskState) -> None:
         ).record(seconds, labels)
 
 
-def waiting(before: str | None, after: str | None) -> None:
-    """A task's reason to wait changed from ``before`` to ``after`` (None: not waiting).
+def waiting(before: str | None, after: str | None, *, task: str = "") -> None:
+    """Task ``task``'s reason to wait changed from ``before`` to ``after`` (None: not
+    waiting); a new wait starts now (``workflow.now()``, the same on replay).
 
     Reasons are :data:`WAIT_REASONS`. Call it on every execution, replay included: the
-    counts belong to this workflow instance and are rebuilt with it.
+    waits belong to this workflow instance and are rebuilt with it.
     """
     if before == after:
         return
     with _lock:
-        counts = _waiting.setdefault(workflow.instance(), Counter())
-        if before is not None:
-            counts[before] = max(counts[before] - 1, 0)
-        if after is not None:
-            counts[after] += 1
+        waits = _waiting.setdefault(workflow.instance(), {})
+        if after is None:
+            waits.pop(task, None)
+        else:
+            waits[task] = (after, workflow.now().timestamp())
     if after is not None:
         workflow.metric_meter().create_counter(TASK_WAITS, "tasks that began to wait").add(
             1, {"reason": after}
@@ -112,9 +119,35 @@ def waiting_now() -> dict[str, int]:
     """Tasks waiting in the workflows this worker holds, by reason (every reason listed)."""
     total: Counter[str] = Counter(dict.fromkeys(WAIT_REASONS, 0))
     with _lock:
-        for counts in list(_waiting.values()):
-            total.update(counts)
+        for waits in list(_waiting.values()):
+            total.update(reason for reason, _ in waits.values())
     return dict(total)
+
+
+def oldest_waits() -> dict[str, float]:
+    """When the longest wait of each reason began (a Unix time), among this worker's."""
+    oldest: dict[str, float] = {}
+    with _lock:
+        for waits in list(_waiting.values()):
+            for reason, since in waits.values():
+                oldest[reason] = min(since, oldest.get(reason, since))
+    return oldest
+
+
+def budget(run_id: str, plan: str, used: float | None) -> None:
+    """The share of its budget run ``run_id`` has spent (1.0: all), None without a
+    budget. State of the run's workflow instance, like the waits: call it on replay too."""
+    with _lock:
+        if used is None:
+            _budgets.pop(workflow.instance(), None)
+        else:
+            _budgets[workflow.instance()] = (run_id, plan, used)
+
+
+def budgets_now() -> list[tuple[str, str, float]]:
+    """``(run_id, plan, share spent)`` of each run with a budget that this worker holds."""
+    with _lock:
+        return sorted(_budgets.values())
 
 
 def breaker_state(target: str, state: str) -> None:

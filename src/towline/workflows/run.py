@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from towline.workflows import metrics
     from towline.workflows.details import progress_markdown
+    from towline.workflows.notify import Notifier
     from towline.workflows.task import needs_workspace
 
 
@@ -49,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
 class RunWorkflow:
     @workflow.init
     def __init__(self, inp: RunInput) -> None:
+        if not inp.run_id:  # started by a schedule: its run id is the workflow id it got
+            inp = inp.model_copy(update={"run_id": workflow.info().workflow_id})
         self._inp = inp
         plan = inp.plan
         self._state = RunState(
@@ -89,12 +92,14 @@ class RunWorkflow:
             else None
         )
         self._waiting: dict[str, list[str]] = {}
+        self._notifier = Notifier(inp.run_id, plan, inp.notified)
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunState:
         st = self._state
         st.started_at = workflow.now()
         metrics.run_started(st.plan)
+        self._report_budget()
         self._show_progress()
         for ws in inp.plan.workstreams:
             self._coroutines[ws.id] = asyncio.create_task(self._workstream(ws))
@@ -135,7 +140,20 @@ class RunWorkflow:
         self._set_status(status)
         self._state.ended_at = workflow.now()
         metrics.run_finished(self._state.plan, status)
+        metrics.budget(self._inp.run_id, self._state.plan, None)
         self._show_progress()
+        self._notify()
+        await self._notifier.drain()
+
+    def _notify(self) -> None:
+        """Tell the plan's ``notify`` webhooks of this transition, without waiting."""
+        waiting = [f"{ws}.{w}" for ws, ws_waits in self._waiting.items() for w in ws_waits]
+        self._notifier.observe(self._state.status, waiting, self._state.reason)
+
+    def _report_budget(self) -> None:
+        """The share of the budget spent, for the gauge towline_run_budget_used_ratio."""
+        used = self._budget.used() if self._budget is not None else None
+        metrics.budget(self._inp.run_id, self._state.plan, used)
 
     def _show_progress(self) -> None:
         """The run's progress table, as the Web UI shows it ("current details")."""
@@ -164,6 +182,7 @@ class RunWorkflow:
         else:
             self._state.reason = None
         self._set_status("waiting" if self._paused_by is not None or waiting else "running")
+        self._notify()
 
     async def _stop(self, reason: str) -> None:
         """Cancel running workstreams; those not started end ``cancelled``."""
@@ -376,6 +395,7 @@ class RunWorkflow:
         if self._budget is not None:
             was_spent = self._budget.exhausted() is not None
             self._budget.spent = self._state.usage
+            self._report_budget()
             if not workflow.patched("budget-told-when-spent") or (
                 not was_spent and self._budget.exhausted() is not None
             ):
@@ -390,6 +410,7 @@ class RunWorkflow:
             self._budget.max_cost_usd = raise_to.max_cost_usd
         if raise_to.max_tokens is not None:
             self._budget.max_tokens = raise_to.max_tokens
+        self._report_budget()
         await self._tell_children("budget", self._budget)
         return (
             f"run {self._inp.run_id} budget: max_cost_usd={self._budget.max_cost_usd}, "

@@ -53,7 +53,7 @@ from towline.state import (
     WaitingFor,
 )
 from towline.toolcall import ToolCall, ToolContext, ToolResult
-from towline.workflows import breaker
+from towline.workflows import breaker, polling
 
 # A tool heartbeats every second while it runs; a worker that stops doing so has died,
 # and the attempt is retried elsewhere after this long.
@@ -479,7 +479,8 @@ async def _call(
             summary=f"{spec.id}: {tool}" if main else f"{spec.id}: {label} ({tool})",
             start_to_close_timeout=attempt_timeout(spec, env),
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=retry_policy(retry),
+            # A call that waits by polling (pr with wait:) retries until its deadline.
+            **(polling.options(tool, args) or {"retry_policy": retry_policy(retry)}),
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
     except ActivityError as e:

@@ -394,7 +394,7 @@ class WorkstreamWorkflow:
 
     def set_waiting(self, tid: str, waiting_for: WaitingFor | None, reason: str | None) -> None:
         t = self._state.tasks[tid]
-        metrics.waiting(t.waiting_for, waiting_for)
+        metrics.waiting(t.waiting_for, waiting_for, task=tid)
         t.waiting_for, t.reason = waiting_for, reason
         if waiting_for is not None:
             t.status = "waiting"

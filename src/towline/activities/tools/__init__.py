@@ -12,12 +12,13 @@ from towline.activities.tools.http import http
 from towline.activities.tools.llm import llm
 from towline.activities.tools.mcp import mcp
 from towline.activities.tools.patch import apply_patch, revert_patch
+from towline.activities.tools.pr import pr
 from towline.activities.tools.shell import shell
 from towline.activities.tools.test_gate import gate
 from towline.activities.tools.wait import WAIT
 
 TOOLS: dict[str, Tool] = {
-    t.name: t for t in (echo, shell, WAIT, http, llm, mcp, apply_patch, revert_patch, gate, git)
+    t.name: t for t in (echo, shell, WAIT, http, llm, mcp, apply_patch, revert_patch, gate, git, pr)
 }
 
 
