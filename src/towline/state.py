@@ -61,6 +61,19 @@ class Usage(BaseModel):
         )
 
 
+TOOL_USAGE_SIGNAL = "tool_usage"
+
+
+class UsageReport(BaseModel):
+    """What a tool call's attempt spent, told by the attempt itself when it failed or was
+    cancelled (towline.activities.usage); ``key`` makes a report delivered twice count once."""
+
+    workstream: str
+    task: str
+    key: str = Field(description="<activity id>#<attempt>")
+    usage: Usage
+
+
 class Budget(BaseModel):
     """The run's budget and what has been spent, as the run tells its workstreams."""
 
@@ -221,3 +234,6 @@ class WorkstreamInput(BaseModel):
     )
     retry_of: str | None = None
     workspace_of: str | None = None
+    # Set by runs since workstreams send their signals one at a time; absent (False) in
+    # the input of workstreams started before, which replay as they ran.
+    signals_in_order: bool = False

@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from towline.activities import secrets as worker_secrets
 from towline.activities.artifacts import read_artifact, store_large_outputs
+from towline.activities.usage import Meter
 from towline.errors import ToolError, is_retryable
 from towline.state import Usage
 from towline.stored import placeholders, stored_ref
@@ -60,22 +61,19 @@ class Tool:
 
 
 class _Progress:
-    """What the running tool last reported; sent (redacted) with each heartbeat.
+    """What the running tool last reported, sent (redacted) with each heartbeat, and
+    what it spent (:mod:`towline.activities.usage`)."""
 
-    ``usage`` is what every attempt of this call has spent so far: earlier attempts'
-    (from the last heartbeat Temporal kept for this call) plus this one's. It rides on
-    heartbeats and failures, so a paid attempt that fails or dies is still counted.
-    """
-
-    def __init__(self, spent_before: Usage) -> None:
+    def __init__(self, meter: Meter) -> None:
         self.details: Any = None
         self.secrets: dict[str, str] = {}
-        self.usage = spent_before
+        self.meter = meter
 
     def beat(self) -> None:
         details = None if self.details is None else redact(self.details, self.secrets)
-        if self.usage.tokens or self.usage.cost_usd:
-            activity.heartbeat(details, self.usage.model_dump())
+        usage = self.meter.heartbeat_detail()
+        if usage is not None:
+            activity.heartbeat(details, usage)
         elif details is None:
             activity.heartbeat()
         else:
@@ -83,6 +81,8 @@ class _Progress:
 
 
 _progress: contextvars.ContextVar[_Progress] = contextvars.ContextVar("towline_progress")
+# What the last attempt run in this context spent itself (for the run history's record).
+attempt_usage: contextvars.ContextVar[Usage] = contextvars.ContextVar("towline_attempt_usage")
 
 
 def report_progress(details: Any) -> None:
@@ -97,19 +97,9 @@ def spend(usage: Usage) -> None:
     even if this attempt fails or its worker dies before the tool returns."""
     progress = _progress.get(None)
     if progress is not None and (usage.tokens or usage.cost_usd):
-        progress.usage = progress.usage.add(usage)
+        progress.meter.spent = progress.meter.spent.add(usage)
+        attempt_usage.set(progress.meter.spent)
         progress.beat()
-
-
-def spent_before(info: activity.Info) -> Usage:
-    """What earlier attempts of this call spent (the second detail of their heartbeats)."""
-    beat = info.heartbeat_details
-    if len(beat) > 1 and isinstance(beat[1], dict):
-        try:
-            return Usage.model_validate(beat[1])
-        except ValueError:
-            return Usage()
-    return Usage()
 
 
 async def _heartbeat_forever(progress: _Progress) -> None:
@@ -206,9 +196,11 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
     def decorate(fn: ToolFn[In]) -> Tool:
         async def run(call: ToolCall) -> ToolResult:
             info = activity.info()
-            progress = _Progress(spent_before(info))
+            meter = Meter(info)
+            progress = _Progress(meter)
             secrets = progress.secrets
             _progress.set(progress)
+            attempt_usage.set(Usage())
             beat = asyncio.create_task(_heartbeat_forever(progress))
             try:
                 given = await asyncio.to_thread(expand_stored, call.args)
@@ -217,34 +209,33 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
                 if isinstance(result, dict):
                     result = ToolResult(outputs=result)
                 result.attempt = info.attempt
-                # Every attempt's spending: earlier ones, spend() calls, and what it returned.
-                result.usage = progress.usage.add(result.usage)
+                meter.spent = meter.spent.add(result.usage)
+                attempt_usage.set(meter.spent)
+                # This attempt's spending and what dead attempts before it left unreported.
+                result.usage = meter.unreported
                 result.outputs = store_large_outputs(
                     call.context, redact(result.outputs, secrets), prefix=_outputs_name(info)
                 )
                 return result
-            except ToolError as e:
-                e.outputs = store_large_outputs(
-                    call.context, redact(e.outputs, secrets), prefix=_outputs_name(info)
-                )
-                raise _application_error(e, info.attempt, secrets, progress.usage) from None
-            except ValidationError as e:
-                err = ToolError("validation", f"bad input: {_validation_message(e)}")
-                raise _application_error(err, info.attempt, secrets, progress.usage) from None
             except asyncio.CancelledError:
-                paid = progress.usage.since(spent_before(info))
-                if not (paid.tokens or paid.cost_usd):
-                    raise
-                # Cancelled after paying: a cancellation carries no details, so report
-                # it as a failure of category "cancelled" with the usage (the workflow
-                # treats it as the cancel it is), or the spending would go uncounted.
-                err = ToolError("cancelled", "cancelled after a paid call")
-                raise _application_error(err, info.attempt, secrets, progress.usage) from None
+                await meter.report(call.context)
+                raise
             except ApplicationError:
                 raise
             except Exception as e:
-                err = ToolError("system", f"{type(e).__name__}: {e}")
-                raise _application_error(err, info.attempt, secrets, progress.usage) from None
+                if isinstance(e, ToolError):
+                    err = e
+                    err.outputs = store_large_outputs(
+                        call.context, redact(e.outputs, secrets), prefix=_outputs_name(info)
+                    )
+                elif isinstance(e, ValidationError):
+                    err = ToolError("validation", f"bad input: {_validation_message(e)}")
+                else:
+                    err = ToolError("system", f"{type(e).__name__}: {e}")
+                unsent = Usage() if await meter.report(call.context) else meter.unreported
+                if meter.reported:
+                    progress.beat()  # nothing left to carry over to the next attempt
+                raise _application_error(err, info.attempt, secrets, unsent) from None
             finally:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -220,14 +220,19 @@ async def get_status(client: Client, run_id: str) -> RunState:
         coarse = run.workstreams[wid]
         # The run knows how a workstream ended (e.g. cancelled before it finished its
         # bookkeeping); the workstream knows its tasks.
+        status = coarse.status if coarse.status != "running" else ws.status
+        if status in ("running", "waiting"):
+            # The workstream's own answer is newer than the run's word on its waits.
+            waiting = any(t.status == "waiting" for t in ws.tasks.values())
+            status = "waiting" if waiting else "running"
         run.workstreams[wid] = ws.model_copy(
-            update={
-                "status": coarse.status if coarse.status != "running" else ws.status,
-                "reason": coarse.reason or ws.reason,
-            }
+            update={"status": status, "reason": coarse.reason or ws.reason}
         )
         usage = usage.add(ws.usage)
     run.usage = usage
+    if run.status in ("running", "waiting") and not (run.reason or "").startswith("paused"):
+        waits = any(w.status == "waiting" for w in run.workstreams.values())
+        run.status = "waiting" if waits else "running"
     if run.status in FINISHED:
         await _apply_rollback(client, run)
     return run

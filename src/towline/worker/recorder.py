@@ -26,7 +26,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from towline.activities.base import spent_before
+from towline.activities.base import attempt_usage
 from towline.errors import CATEGORIES, NOT_YET
 from towline.history import HistoryStore, Outcome, ToolCallRecord, cache_key
 from towline.state import Usage
@@ -91,14 +91,13 @@ class _ToolCalls(ActivityInboundInterceptor):
                     "record", self._store.record, finished("succeeded", None, cached=True)
                 )
                 return reused
-        before = spent_before(info)
         try:
             result = await self.next.execute_activity(input)
         except BaseException as e:
             if isinstance(e, ApplicationError) and e.type == NOT_YET:
                 raise  # a poll that found nothing yet (pr with wait:) is not an outcome
             outcome, category = _outcome_of(e, time.monotonic() - clock)
-            paid = _usage_of_failure(e).since(before)
+            paid = attempt_usage.get(Usage())
             await self._safely(
                 "record",
                 self._store.record,
@@ -115,7 +114,7 @@ class _ToolCalls(ActivityInboundInterceptor):
                 ttl_s=ttl,
                 now=time.time(),
             )
-        usage = result.usage.since(before)  # this attempt's: result.usage counts all of them
+        usage = attempt_usage.get(Usage())  # this attempt's own (result.usage may carry more)
         await self._safely(
             "record",
             self._store.record,
@@ -124,21 +123,27 @@ class _ToolCalls(ActivityInboundInterceptor):
         return result
 
     async def _safely(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a store operation in a thread; on failure, log it and return None."""
+        """Run a store operation in a thread; on failure, log it and return None.
+
+        A cancel of the tool call landing meanwhile is absorbed: the tool has already
+        done its work (or failed), and that outcome, not "cancelled", must reach the
+        workflow, or a tool that changed things would be taken for one that never ran.
+        """
+        op = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        while True:
+            try:
+                return await asyncio.shield(op)
+            except asyncio.CancelledError:
+                if op.done():
+                    break
+            except Exception as e:
+                log.warning("cannot %s in the run history at %s: %s", what, self._store.location, e)
+                return None
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return op.result()
         except Exception as e:
             log.warning("cannot %s in the run history at %s: %s", what, self._store.location, e)
             return None
-
-
-def _usage_of_failure(error: BaseException) -> Usage:
-    """What a failed attempt spent in all, as the tool put it in the failure's details."""
-    if isinstance(error, ApplicationError) and error.details and isinstance(error.details[0], dict):
-        raw = error.details[0].get("usage")
-        if isinstance(raw, dict):
-            return Usage.model_validate(raw)
-    return Usage()
 
 
 def _outcome_of(error: BaseException, elapsed: float) -> tuple[Outcome, str]:

@@ -16,7 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from towline.plan import expressions
     from towline.plan.spec import PlanSpec
-    from towline.state import FINISHED, Status, TaskState
+    from towline.state import FINISHED, TOOL_USAGE_SIGNAL, Status, TaskState, UsageReport
     from towline.workflows.task import (
         TaskEnv,
         prepare_workspace,
@@ -49,6 +49,7 @@ class RollbackWorkflow:
     @workflow.init
     def __init__(self, inp: RollbackInput) -> None:
         self._state = RollbackState(tasks=inp.tasks)
+        self._usage_keys: set[str] = set()
 
     @workflow.run
     async def run(self, inp: RollbackInput) -> RollbackState:
@@ -80,6 +81,16 @@ class RollbackWorkflow:
         failed = any(self._state.tasks[w][t].rollback_error for w, t in order)
         self._state.status = "failed" if failed else "rolled_back"
         return self._state
+
+    @workflow.signal(name=TOOL_USAGE_SIGNAL)
+    def tool_usage(self, report: UsageReport) -> None:
+        """A rollback call's attempt that failed or was cancelled tells what it spent."""
+        if report.key in self._usage_keys:
+            return
+        self._usage_keys.add(report.key)
+        t = self._state.tasks.get(report.workstream, {}).get(report.task)
+        if t is not None:
+            t.usage = t.usage.add(report.usage)
 
     @workflow.query(name="status")
     def status(self) -> RollbackState:

@@ -281,6 +281,7 @@ class RunWorkflow:
                 retry_of=self._inp.retry_of,
                 workspace_of=self._inp.workspace_of,
                 rollback=ws.settings.rollback or plan.settings.rollback or "auto",
+                signals_in_order=True,
             ),
             id=workstream_workflow_id(self._inp.run_id, ws.id),
             result_type=WorkstreamState,

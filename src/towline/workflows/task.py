@@ -459,7 +459,7 @@ async def _call(
             if main:
                 state.attempts += 1
             return None
-        result = await workflow.execute_activity(
+        handle = workflow.start_activity(
             tool,
             ToolCall(
                 context=ToolContext(
@@ -483,8 +483,11 @@ async def _call(
             **(polling.options(tool, args) or {"retry_policy": retry_policy(retry)}),
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        result = await _outcome(handle)
     except ActivityError as e:
         failure = _failure(e, retry.max_attempts)
+        # What the call's attempts spent reached the workstream by the tool_usage signal;
+        # only what could not be sent, or a dead attempt's last heartbeat, comes here.
         _count_usage(state, failure.usage, ctl)
         if _cancelled(e):
             raise asyncio.CancelledError from e
@@ -500,15 +503,26 @@ async def _call(
     return None
 
 
+async def _outcome(handle: workflow.ActivityHandle[ToolResult]) -> ToolResult:
+    """The call's result. If the task is cancelled while it waits, the call is cancelled,
+    unless it has already ended: then its outcome stands. (Cancelling the wait itself
+    would lose a result that arrived in the same workflow task as the cancel, and with
+    it a tool call that changed things and must be rolled back.)"""
+    try:
+        return await asyncio.shield(handle)
+    except asyncio.CancelledError:
+        if not handle.done():
+            handle.cancel()
+        me = asyncio.current_task()
+        if me is not None:
+            me.uncancel()
+        return await handle
+
+
 def _cancelled(err: ActivityError) -> bool:
-    """The call ended because it was cancelled: a cancellation, a timeout after the cancel
-    (its worker had died), or a tool that paid before the cancel and says so."""
-    cause = err.cause
-    return (
-        isinstance(cause, CancelledError)
-        or err.retry_state == RetryState.CANCEL_REQUESTED
-        or (isinstance(cause, ApplicationError) and cause.type == "cancelled")
-    )
+    """The call ended because it was cancelled: a cancellation, or a timeout after the
+    cancel (its worker had died)."""
+    return isinstance(err.cause, CancelledError) or err.retry_state == RetryState.CANCEL_REQUESTED
 
 
 def _count_usage(state: TaskState, usage: Usage, ctl: TaskControl | None) -> None:

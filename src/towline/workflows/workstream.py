@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from towline.errors import hint_for
@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from towline.plan.dag import Node, Scheduler
     from towline.state import (
         FINISHED,
+        TOOL_USAGE_SIGNAL,
         WORKSTREAM_WORKFLOW,
         Answer,
         AnswerRequest,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         TaskView,
         Usage,
+        UsageReport,
         WaitingFor,
         WorkstreamInput,
         WorkstreamState,
@@ -48,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         rollback_task,
         run_task,
     )
+
+T = TypeVar("T")
 
 # Continue-as-new well before Temporal's 10k-event history guidance; each task costs
 # about 6 events (activity scheduled, started, completed, and workflow task events).
@@ -82,6 +86,10 @@ class WorkstreamWorkflow:
         self._blocked_at_start = self._sched.restore(outcomes)
         # Signals to the run still on their way, and the exports already reported.
         self._outbox: list[asyncio.Task[None]] = []
+        # Runs since signals went in order send them one at a time, so the run never
+        # hears an older state after a newer one (two signals in flight may overtake).
+        self._queue: list[tuple[str, tuple[object, ...]]] = []
+        self._sending = False
         self._reported: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -94,6 +102,7 @@ class WorkstreamWorkflow:
         self._answers: dict[str, Decision] = {}
         self._accepting: dict[str, frozenset[str]] = {}
         self._waiting_told: tuple[str, ...] = ()
+        self._usage_keys: set[str] = set()  # tool_usage reports already counted
         # Tasks at a wait they can be carried across a continue-as-new in.
         self._parked: set[str] = set()
         # Tasks carried across a continue-as-new while waiting for a person take answers
@@ -139,7 +148,7 @@ class WorkstreamWorkflow:
                 self._start(tid, env)
         try:
             while await self._schedule(env):
-                await asyncio.gather(*self._outbox)
+                await self._signals_sent()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._all_parked():  # no answer arrived meanwhile
                     self._continue_as_new(workspace)
@@ -150,13 +159,21 @@ class WorkstreamWorkflow:
             st.status, st.ended_at = "cancelled", workflow.now()
             await self._report_exports()
             raise
+        # Every task has ended: what follows (rollbacks, clean-up, the outcome) runs to
+        # its end even if a cancel lands now. The work was done before the cancel.
+        return await _to_the_end(self._finish(env))
+
+    async def _finish(self, env: TaskEnv) -> WorkstreamState:
+        """The workstream's end once every task has ended: the saga if it failed, clean-up,
+        the exports, and its outcome (a failure carries the final state)."""
+        inp, st = self._inp, self._state
         failed = [
             f"{tid} ({t.error.category if t.error else 'failed'})"
             for tid, t in st.tasks.items()
             if t.status == "failed"
         ]
         st.status = "failed" if failed else "succeeded"
-        if failed and inp.rollback == "auto" and await self._saga(env):
+        if failed and inp.rollback == "auto" and await self._roll_back(env):
             st.status = "rolled_back"
         st.ended_at = workflow.now()
         await self._clean_up(succeeded=not failed)
@@ -222,16 +239,7 @@ class WorkstreamWorkflow:
         """Run the rollbacks to their end, even if a cancel lands meanwhile (the run's
         fail_fast stop, or a person's cancel): a saga cut short would leave the undone and
         the not-undone mixed, with tasks saying ``succeeded`` that were never undone."""
-        saga = asyncio.create_task(self._roll_back(env))
-        while True:
-            try:
-                return await asyncio.shield(saga)
-            except asyncio.CancelledError:
-                if saga.done():
-                    return saga.result()
-                me = asyncio.current_task()
-                if me is not None:
-                    me.uncancel()
+        return await _to_the_end(self._roll_back(env))
 
     async def _roll_back(self, env: TaskEnv) -> bool:
         """The saga: undo succeeded tasks that have a ``rollback:``, newest first.
@@ -294,10 +302,39 @@ class WorkstreamWorkflow:
             self._signal_run("want_slots", self._inp.spec.id, want)
 
     def _signal_run(self, name: str, *args: object) -> None:
-        """Signal the run; :meth:`_report_exports` waits for every one before the end."""
+        """Signal the run; :meth:`_report_exports` waits for every one before the end.
+
+        In order, one at a time; a state that replaces the last one (what waits, the
+        slots wanted) replaces it in the queue too, if it has not gone yet.
+        """
+        if not self._inp.signals_in_order:
+            run = workflow.get_external_workflow_handle(self._inp.run_id)
+            self._outbox = [t for t in self._outbox if not t.done()]
+            self._outbox.append(asyncio.create_task(run.signal(name, args=list(args))))
+            return
+        if name in _LATEST_ONLY:
+            self._queue = [(n, a) for n, a in self._queue if n != name]
+        self._queue.append((name, args))
+        if not self._sending:
+            self._sending = True
+            self._outbox = [asyncio.create_task(self._send_queued())]
+
+    async def _send_queued(self) -> None:
         run = workflow.get_external_workflow_handle(self._inp.run_id)
-        self._outbox = [t for t in self._outbox if not t.done()]
-        self._outbox.append(asyncio.create_task(run.signal(name, args=list(args))))
+        try:
+            while self._queue:
+                name, args = self._queue.pop(0)
+                try:
+                    await run.signal(name, args=list(args))
+                except FailureError:
+                    workflow.logger.info("the run did not hear %s (it has ended)", name)
+        finally:
+            self._sending = False
+
+    async def _signals_sent(self) -> None:
+        """Wait until the run has every signal sent so far."""
+        while self._outbox and not all(t.done() for t in self._outbox):
+            await asyncio.gather(*self._outbox)
 
     @workflow.signal(name="slots")
     def slots(self, granted: int) -> None:
@@ -381,7 +418,7 @@ class WorkstreamWorkflow:
         for tid in self._inp.exports:
             if self._state.tasks[tid].status in FINISHED:
                 self._report(tid)
-        await asyncio.gather(*self._outbox)
+        await self._signals_sent()
 
     def _lookup(self, ref: str) -> tuple[str, dict[str, object]] | None:
         if "." in ref:
@@ -413,6 +450,11 @@ class WorkstreamWorkflow:
                 )
         except TimeoutError:
             return None
+        except asyncio.CancelledError:
+            # An answer given in the same moment as the cancel is still recorded.
+            if tid in self._answers:
+                self._state.tasks[tid].decisions.append(self._answers.pop(tid))
+            raise
         finally:
             self._accepting.pop(tid, None)
         return self._answers.pop(tid)
@@ -449,6 +491,17 @@ class WorkstreamWorkflow:
         if self._budget is not None:
             self._budget.spent = self._budget.spent.add(usage)
         self._signal_run("usage", usage)
+
+    @workflow.signal(name=TOOL_USAGE_SIGNAL)
+    def tool_usage(self, report: UsageReport) -> None:
+        """A tool call's attempt that failed or was cancelled tells what it spent."""
+        if report.key in self._usage_keys:
+            return
+        self._usage_keys.add(report.key)
+        t = self._state.tasks.get(report.task)
+        if t is not None:
+            t.usage = t.usage.add(report.usage)
+            self.spent(report.usage)
 
     @workflow.signal(name="budget")
     def budget(self, budget: Budget) -> None:
@@ -556,6 +609,25 @@ class WorkstreamWorkflow:
     def status(self) -> WorkstreamState:
         """The workstream's tasks and their statuses, live."""
         return self._state
+
+
+async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` to its end: a cancel of the caller meanwhile is absorbed (a cancel is
+    delivered once, so nothing else is lost by it)."""
+    task = asyncio.create_task(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                return task.result()
+            me = asyncio.current_task()
+            if me is not None:
+                me.uncancel()
+
+
+# Signals that say a state: only the latest one matters.
+_LATEST_ONLY = frozenset({"workstream_waiting", "want_slots"})
 
 
 @dataclass
