@@ -16,6 +16,7 @@ from tests.helpers import echo, plan, ws
 from towline.durations import parse_duration
 from towline.plan import expressions, limits
 from towline.plan.load import PlanError, apply_sets, check_data, load_plan, parse_yaml
+from towline.starter.api import BadInput, check_run_id, new_run_id
 
 HEAD = (
     "version: 1\nname: x\nworkstreams:\n  - id: w\n    tasks:\n      - id: t\n        tool: echo\n"
@@ -267,5 +268,22 @@ def test_the_limits_are_documented_with_their_values() -> None:
         "MAX_KEY",
         "MAX_EXPRESSION",
         "MAX_DURATION",
+        "MAX_RUN_ID",
+        "MAX_RUN_INPUT_JSON",
+        "MAX_RUN_INPUT_PAYLOAD",
     ):
         assert name in docs, name
+
+
+@pytest.mark.parametrize("run_id", ["bump-deps-7f3a2c", "a", "v1.2_3", "x" * limits.MAX_RUN_ID])
+def test_run_ids_of_the_contract_are_accepted(run_id: str) -> None:
+    check_run_id(run_id)
+    check_run_id(new_run_id("A plan named like a sentence, with 'quotes' & more " * 5))
+
+
+@pytest.mark.parametrize(
+    "run_id", ["", ".", "..", "a/b", "a b", "é", "x" * (limits.MAX_RUN_ID + 1)]
+)
+def test_other_run_ids_are_rejected(run_id: str) -> None:
+    with pytest.raises(BadInput, match=r"not a valid run id: .* \(use letters, digits"):
+        check_run_id(run_id)

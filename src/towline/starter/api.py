@@ -38,7 +38,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from towline import estimates
 from towline.config import DEFAULT_TASK_QUEUE
+from towline.plan import limits
+from towline.plan.load import PlanError
 from towline.plan.spec import BudgetSpec, PlanSpec
+from towline.plan.validate import Problem
 from towline.state import (
     FINISHED,
     LABELS_KEY,
@@ -82,6 +85,27 @@ class NoWorker(RuntimeError):
     """A query went unanswered: no worker polls the run's task queue."""
 
 
+class BadInput(ValueError):
+    """An argument that can never work, e.g. a malformed run id."""
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_run_id(run_id: str) -> None:
+    """Raise :class:`BadInput` unless ``run_id`` can name a new run (CONTRACT.md)."""
+    if (
+        len(run_id) > limits.MAX_RUN_ID
+        or not _RUN_ID.fullmatch(run_id)
+        or run_id in (".", "..")  # run ids name folders in the artifact store
+    ):
+        shown = run_id if len(run_id) <= 60 else run_id[:57] + "..."
+        raise BadInput(
+            f"not a valid run id: {shown!r} (use letters, digits, '.', '_' and '-', "
+            f"at most {limits.MAX_RUN_ID} characters)"
+        )
+
+
 def new_run_id(plan_name: str) -> str:
     """``<plan name as a slug>-<6 hex>``, e.g. ``bump-deps-7f3a2c``."""
     slug = re.sub(r"[^a-z0-9]+", "-", plan_name.lower()).strip("-")[:60] or "run"
@@ -103,23 +127,28 @@ async def start_run(
     """Start a run of ``plan`` and return its run id (the run workflow's id).
 
     ``search_attributes=False`` is for servers without towline's search attributes
-    registered (the time-skipping test server cannot register any).
+    registered (the time-skipping test server cannot register any). Raises
+    :class:`BadInput` for a malformed ``run_id``, and PlanError for a plan past the
+    limits or a run input too large for its worker (:func:`check_run_input`).
     """
-    rid = run_id or new_run_id(plan.name)
+    rid = run_id if run_id is not None else new_run_id(plan.name)
+    check_run_id(rid)
     labels = [f"{k}={v}" for k, v in sorted(plan.labels.items())]
     # Workflows need concrete durations: `timeout: auto` is settled here, from history.
     plan = await asyncio.to_thread(estimates.resolve_from_history, plan)
+    run_input = RunInput(
+        run_id=rid,
+        plan=plan,
+        plan_dir=str(Path(plan_dir).resolve()),
+        retry_of=retry_of,
+        reuse=reuse or {},
+        workspace_of=workspace_of,
+    )
+    await check_run_input(client, run_input)
     try:
         await client.start_workflow(
             RUN_WORKFLOW,
-            RunInput(
-                run_id=rid,
-                plan=plan,
-                plan_dir=str(Path(plan_dir).resolve()),
-                retry_of=retry_of,
-                reuse=reuse or {},
-                workspace_of=workspace_of,
-            ),
+            run_input,
             id=rid,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -138,6 +167,43 @@ async def start_run(
     except WorkflowAlreadyStartedError:
         raise RunExists(rid) from None
     return rid
+
+
+async def check_run_input(client: Client, run_input: RunInput) -> None:
+    """Raise PlanError unless the run's worker can take ``run_input`` within its limits.
+
+    The plan's values must be within the limits however the plan was made (a script may
+    build one without :func:`~towline.plan.load.check_data`), and its input as sent
+    (the plan, and the outputs a retry reuses) within ``MAX_RUN_INPUT_JSON`` before
+    compression and ``MAX_RUN_INPUT_PAYLOAD`` after: so the first workflow task of the
+    run decodes it in a small fraction of Temporal's deadlock limit, and the server
+    (which refuses payloads over 2 MB) takes it.
+    """
+    dumped = run_input.plan.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    checked = limits.check_values(dumped)
+    if checked.problems:
+        raise PlanError([Problem(path, message) for path, message in checked.problems])
+    converter = client.data_converter
+    payloads = converter.payload_converter.to_payloads([run_input])
+    raw = len(payloads[0].data)
+    if converter.payload_codec is not None:
+        payloads = await converter.payload_codec.encode(payloads)
+    sent = payloads[0].ByteSize()
+    for what, n, limit in (
+        ("before compression", raw, limits.MAX_RUN_INPUT_JSON),
+        ("encoded", sent, limits.MAX_RUN_INPUT_PAYLOAD),
+    ):
+        if n > limit:
+            raise PlanError(
+                [
+                    Problem(
+                        "",
+                        f"the run's input is {limits.size(n)} {what}, above the limit of "
+                        f"{limits.size(limit)}: make the plan smaller (large values can go "
+                        "in files the plan names, which travel with the run)",
+                    )
+                ]
+            )
 
 
 async def _query(client: Client, workflow_id: str, result_type: type) -> object:
