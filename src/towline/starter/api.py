@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowUpdateFailedError,
@@ -404,13 +405,36 @@ async def _apply_rollback(client: Client, run: RunState) -> None:
 
 
 async def cancel_run(client: Client, run_id: str) -> None:
-    """Request cancellation: running tools are stopped and their processes killed."""
+    """Request cancellation: running tools are stopped and their processes killed.
+
+    A run that has already finished cannot be: :class:`Refused` says how it ended.
+    """
+    handle = client.get_workflow_handle(run_id)
     try:
-        await client.get_workflow_handle(run_id).cancel()
+        desc = await handle.describe()
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            raise Refused(
+                f"run {run_id} has already finished ({_ended_as(desc)}): there is nothing to cancel"
+            )
+        await handle.cancel()
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             raise UnknownRun(run_id) from None
         raise
+
+
+def _ended_as(desc: WorkflowExecutionDescription) -> str:
+    """How a workflow that has ended ended, in towline's words when it recorded them."""
+    return desc.typed_search_attributes.get(STATUS_KEY) or _fallback_status(desc.status)
+
+
+async def _finished(client: Client, workflow_id: str) -> str | None:
+    """How ``workflow_id`` ended, or None when it is running or unknown."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return None
+    return None if desc.status == WorkflowExecutionStatus.RUNNING else _ended_as(desc)
 
 
 class Refused(ValueError):
@@ -430,6 +454,12 @@ async def _update(client: Client, workflow_id: str, name: str, arg: object) -> s
         return str(await handle.execute_update(name, arg, result_type=str))
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
+            ended = await _finished(client, workflow_id)
+            if ended is not None:
+                raise Refused(
+                    f"run {workflow_id} has already finished ({ended}): "
+                    f"'{name.replace('_', ' ')}' applies only to a run in progress"
+                ) from None
             raise UnknownRun(workflow_id) from None
         raise
     except WorkflowUpdateFailedError as e:
@@ -512,18 +542,24 @@ async def list_runs(
     if query:
         clauses.append(f"({query})")
     count = 0
-    async for wf in client.list_workflows(" AND ".join(clauses)):
-        sa = wf.typed_search_attributes
-        yield RunSummary(
-            run_id=wf.id,
-            plan=sa.get(PLAN_KEY) or "",
-            status=sa.get(STATUS_KEY) or _fallback_status(wf.status),
-            started_at=wf.start_time,
-            closed_at=wf.close_time,
-        )
-        count += 1
-        if count >= limit:
-            return
+    try:
+        async for wf in client.list_workflows(" AND ".join(clauses)):
+            sa = wf.typed_search_attributes
+            yield RunSummary(
+                run_id=wf.id,
+                plan=sa.get(PLAN_KEY) or "",
+                status=sa.get(STATUS_KEY) or _fallback_status(wf.status),
+                started_at=wf.start_time,
+                closed_at=wf.close_time,
+            )
+            count += 1
+            if count >= limit:
+                return
+    except RPCError as e:
+        if e.status == RPCStatusCode.INVALID_ARGUMENT:
+            what = f"the query {query!r}" if query else "the search"
+            raise BadInput(f"the server rejected {what}: {e.message}") from None
+        raise
 
 
 _FALLBACK_STATUS = {

@@ -8,11 +8,13 @@ namespace given here win over it.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from towline.worker.converter import DATA_CONVERTER
 
@@ -27,10 +29,28 @@ class ServerUnreachable(Exception):
         self.address = address
 
 
+class BadAddress(ValueError):
+    """An address that cannot name a server (``localhost:99999``)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot use the Temporal server address {address!r}: {reason}")
+
+
+class UnknownNamespace(LookupError):
+    """The server answers but has no such namespace: a bad argument, not a bad server."""
+
+    def __init__(self, namespace: str, address: str) -> None:
+        super().__init__(
+            f"the Temporal server at {address} has no namespace '{namespace}' "
+            "(--namespace, env TEMPORAL_NAMESPACE)"
+        )
+
+
 async def connect(
     address: str, namespace: str, *, timeout: float = CONNECT_TIMEOUT, **options: Any
 ) -> Client:
-    """Connect with towline's data converter, or raise :class:`ServerUnreachable` quickly."""
+    """Connect with towline's data converter, or raise :class:`ServerUnreachable` quickly
+    (:class:`BadAddress` when ``address`` cannot name a server)."""
     config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
     config.update(target_host=address, namespace=namespace)
     config.update(options)
@@ -40,9 +60,29 @@ async def connect(
         )
     except TimeoutError:
         raise ServerUnreachable(address, f"no answer within {timeout:g}s") from None
+    except ValueError as e:  # the SDK's "invalid target URL: ..."
+        raise BadAddress(address, str(e)) from None
     except RuntimeError as e:
         reason = str(e).splitlines()[-1] if str(e) else type(e).__name__
         raise ServerUnreachable(address, reason) from None
+
+
+async def check_namespace(client: Client, address: str) -> None:
+    """Raise :class:`UnknownNamespace` if the server has no ``client.namespace``.
+
+    Without this, every later call would fail with a "not found" that reads like an
+    unknown run. Credentials that may not describe the namespace pass: their calls will
+    tell.
+    """
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace), timeout=timedelta(seconds=10)
+        )
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownNamespace(client.namespace, address) from None
+        if e.status not in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            raise
 
 
 async def wait_until_serving(address: str, namespace: str, *, timeout: float = 60.0) -> Client:
