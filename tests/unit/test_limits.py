@@ -182,9 +182,14 @@ def test_a_date_that_cannot_be_is_an_error_not_a_crash(tmp_path: Path) -> None:
     assert "cannot read this value" in rejected(write(tmp_path, with_value("{d: 0000-01-01}")))
 
 
-def test_a_list_as_a_key_is_an_error_not_a_crash(tmp_path: Path) -> None:
-    path = write(tmp_path, with_value("{? [a, b]\n          : c}"))
-    assert "a key must be a string, not a list" in rejected(path)
+@pytest.mark.parametrize(
+    ("key", "kind"), [("[a, b]", "a list"), ("{a: 1}", "a mapping"), ("!!set {a}", "set")]
+)
+def test_a_key_that_is_not_a_scalar_is_an_error_not_a_crash(
+    tmp_path: Path, key: str, kind: str
+) -> None:
+    path = write(tmp_path, with_value(f"{{? {key}\n          : c}}"))
+    assert f"a key must be a string, not {kind}" in rejected(path)
 
 
 def test_too_many_values_are_rejected_without_aliases() -> None:

@@ -249,10 +249,12 @@ class _PlanLoader(_Base):  # type: ignore[valid-type,misc]
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, list | dict):
+            try:
+                hash(key)
+            except TypeError:  # a list, a mapping, a !!set...
                 raise yaml.constructor.ConstructorError(
                     None, None, f"a key must be a string, not {_kind(key)}", key_node.start_mark
-                )
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {_short(key)}", key_node.start_mark

@@ -76,7 +76,8 @@ def check_plan(
         structural = _located_problems(errors[:_MAX_PROBLEMS], PlanSpec, data)
         partial = _partial(data, errors)
         semantic = _Checker(partial, tools).run() if partial is not None else []
-        return None, _capped(_merge(data, found, structural, semantic))
+        unlisted = max(0, len(errors) - _MAX_PROBLEMS)
+        return None, _capped(_merge(data, found, structural, semantic), unlisted=unlisted)
     semantic = _Checker(_Partial(plan), tools).run()
     if found:
         return None, _capped(_merge(data, found, [], semantic))
@@ -86,10 +87,11 @@ def check_plan(
 _MAX_PROBLEMS = 200  # listed at most; a plan with more has a bigger problem
 
 
-def _capped(problems: list[Problem]) -> list[Problem]:
-    if len(problems) <= _MAX_PROBLEMS:
+def _capped(problems: list[Problem], *, unlisted: int = 0) -> list[Problem]:
+    """The first :data:`_MAX_PROBLEMS` problems, and how many more there are."""
+    more = max(0, len(problems) - _MAX_PROBLEMS) + unlisted
+    if not more:
         return problems
-    more = len(problems) - _MAX_PROBLEMS
     return [*problems[:_MAX_PROBLEMS], Problem("", f"... and {more:,} more problems")]
 
 
@@ -431,9 +433,23 @@ def _keys(model: type[BaseModel] | None) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
+# Suggestions cost a comparison with each candidate: a plan of thousands of ids, each
+# misspelt, would take minutes. Past these, problems come without a suggestion.
+_HINT_CANDIDATES = 1000
+_HINTS = 100
+
+
+def _closest(word: str, candidates: Any) -> str | None:
+    names = list(candidates)
+    if len(names) > _HINT_CANDIDATES:
+        return None
+    close = difflib.get_close_matches(word, names, n=1)
+    return close[0] if close else None
+
+
 def _did_you_mean(word: str, candidates: Any) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = _closest(word, candidates)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 def _contains_expression(value: Any) -> bool:
@@ -555,6 +571,7 @@ class _Checker:
         self.ws_component: list[int] = []  # per workstream: its cycle's number, or -1
         self.adj: list[list[int]] = []
         self._up: list[int] | None = None
+        self._hints_left = _HINTS
 
     def run(self) -> list[Problem]:
         cycles = self._workstream_cycles()
@@ -701,21 +718,28 @@ class _Checker:
                     f"unknown task '{ref}' (to wait for workstream '{ref}', "
                     "list it in the workstream's needs)"
                 )
-            return f"unknown task '{ref}'{_did_you_mean(task, ids)}"
+            return f"unknown task '{ref}'{self._hint(task, ids)}"
         if "." in other:
             return f"not a task: '{ref}' (write 'task' or 'workstream.task')"
         if other in dropped or ref in dropped:
             return None
         if other not in self.ws_index:
-            hint = _did_you_mean(other, self.ws_index)
+            hint = self._hint(other, self.ws_index)
             return f"unknown workstream '{other}' in '{ref}'{hint}"
         ids = self.task_ids[other]
         if task in ids:
             return ids[task]
-        close = difflib.get_close_matches(task, list(ids), n=1)
-        return f"unknown task '{ref}'" + (f" (did you mean '{other}.{close[0]}'?)" if close else "")
+        return f"unknown task '{ref}'{self._hint(task, ids, prefix=f'{other}.')}"
 
     # The checks, in document order
+
+    def _hint(self, word: str, candidates: Any, *, prefix: str = "") -> str:
+        """`` (did you mean 'x'?)``, for the first :data:`_HINTS` problems that have one."""
+        if self._hints_left <= 0:
+            return ""
+        self._hints_left -= 1
+        close = _closest(word, candidates)
+        return f" (did you mean '{prefix}{close}'?)" if close else ""
 
     def _add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -739,7 +763,7 @@ class _Checker:
             if need == ws.id:
                 self._add(f"{path}.needs", "a workstream cannot need itself")
             elif need not in self.ws_index and need not in self.partial.dropped:
-                hint = _did_you_mean(need, self.ws_index)
+                hint = self._hint(need, self.ws_index)
                 self._add(f"{path}.needs", f"unknown workstream '{need}'{hint}")
         self._check_defaults(f"{path}.defaults", ws.defaults)
 
@@ -795,9 +819,7 @@ class _Checker:
     ) -> None:
         """A tool name, its input (unless left out for its shape) and its expressions."""
         if tool not in self.tools:
-            self._add(
-                f"{call.path}.tool", f"unknown tool '{tool}'{_did_you_mean(tool, self.tools)}"
-            )
+            self._add(f"{call.path}.tool", f"unknown tool '{tool}'{self._hint(tool, self.tools)}")
         elif with_input:
             self._check_input(f"{call.path}.with", self.tools[tool], args)
         for path, text in _leaves(args, f"{call.path}.with"):
