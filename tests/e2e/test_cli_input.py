@@ -101,6 +101,7 @@ OFFLINE = [
     Case(["run", "PLAN", "--set", "settings.timeout=99999999999999d"], 2, "duration too long"),
     Case(["validate", "PLAN", "--set", "name=&x [*x]"], 2, "recursive alias"),
     Case(["validate", "/dev/zero"], 2, "larger than 4 MiB"),
+    Case(["validate", ""], 2, "argument PLAN: the path of a plan file must not be empty"),
     Case(["validate", "PLAN"], 0, "valid (1 workstream, 1 task)", {"TOWLINE_HTTP_PORT": "abc"}),
     Case(
         ["resume", "r", "--raise-budget", "max_cost_usd=-1"],

@@ -81,6 +81,13 @@ def name(text: str) -> str:
     return text
 
 
+def plan_path(text: str) -> str:
+    """A plan file's path: not empty (the loader says what else is wrong with it)."""
+    if not text.strip():
+        raise _fail("the path of a plan file must not be empty")
+    return text
+
+
 def run_ref(text: str) -> str:
     """A run id given to look a run up: not empty (the server says whether it exists)."""
     if not text.strip():

@@ -128,11 +128,11 @@ def _parser() -> argparse.ArgumentParser:
         "successful tool call (also warning, error) " + checks.env_help("log_level"),
     )
     v = cmd("validate", "check a plan and print every problem")
-    v.add_argument("plan", metavar="PLAN")
+    v.add_argument("plan", metavar="PLAN", type=checks.plan_path)
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     cmd("schema", "print the plan file's JSON Schema (for editors)")
     r = cmd("run", "start a run of a plan", conn)
-    r.add_argument("plan", metavar="PLAN")
+    r.add_argument("plan", metavar="PLAN", type=checks.plan_path)
     r.add_argument(
         "--id",
         dest="run_id",
