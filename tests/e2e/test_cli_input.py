@@ -103,6 +103,7 @@ OFFLINE = [
     Case(["validate", "/dev/zero"], 2, "larger than 4 MiB"),
     Case(["validate", ""], 2, "argument PLAN: the path of a plan file must not be empty"),
     Case(["validate", "PLAN"], 0, "valid (1 workstream, 1 task)", {"TOWLINE_HTTP_PORT": "abc"}),
+    Case(["validate", "PLAN"], 0, "valid (1 workstream, 1 task)", {"TOWLINE_UI_URL": "nope"}),
     Case(
         ["resume", "r", "--raise-budget", "max_cost_usd=-1"],
         2,

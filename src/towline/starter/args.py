@@ -185,15 +185,20 @@ def env_help(dest: str) -> str:
     return f"(env {spec.variable}; default {spec.default})"
 
 
+# The commands that print Web UI links, so read TOWLINE_UI_URL.
+_LINKS = frozenset({"run", "status", "watch", "retry", "rollback"})
+
+
 def settle(args: argparse.Namespace) -> None:
     """Fill the options left unset from their environment variables, checked.
 
-    Also checks ``TOWLINE_UI_URL``, which every command that prints a Web UI link reads.
+    Also checks ``TOWLINE_UI_URL`` for the commands that print Web UI links.
     """
     for dest, spec in FROM_ENV.items():
         if getattr(args, dest, "absent") is None:
             setattr(args, dest, from_env(spec.variable, spec.check, spec.default))
-    from_env(UI_URL_ENV, ui_url, None)
+    if getattr(args, "command", None) in _LINKS:
+        from_env(UI_URL_ENV, ui_url, None)
 
 
 def from_env(variable: str, check: Callable[[str], Any], default: Any) -> Any:
