@@ -671,3 +671,15 @@ def test_problems_are_capped_with_a_count_of_the_rest() -> None:
     found = problems(data)
     assert len(found) == 201
     assert found[-1] == "... and 100 more problems"
+
+
+def test_suggestions_go_to_the_first_problems_and_then_stop() -> None:
+    tasks = [echo(f"build{i}") for i in range(150)]
+    tasks += [echo(f"use{i}", needs=[f"biuld{i}"]) for i in range(150)]
+    found = problems(plan(ws("w", *tasks)))
+    assert (
+        found[0]
+        == "workstreams[0].tasks[150].needs: unknown task 'biuld0' (did you mean 'build0'?)"
+    )
+    assert sum("did you mean" in p for p in found) == 100
+    assert found[100] == "workstreams[0].tasks[250].needs: unknown task 'biuld100'"

@@ -638,7 +638,7 @@ class _Checker:
             first = node
             for task in ws.tasks:
                 for need in task.needs:
-                    target = self._find(ws.id, need)
+                    target = self._find(ws.id, need, hints=False)
                     if isinstance(target, int) and target != node:
                         adj[node].append(target)
                 if needs:
@@ -700,8 +700,9 @@ class _Checker:
             up[c] = bits
         return [up[component_of[v]] for v in range(len(self.adj))]
 
-    def _find(self, ws_id: str, ref: str) -> int | str | None:
-        """The node of ``task`` or ``ws.task`` seen from ``ws_id``, or why there is none.
+    def _find(self, ws_id: str, ref: str, *, hints: bool = True) -> int | str | None:
+        """The node of ``task`` or ``ws.task`` seen from ``ws_id``, or why there is none
+        (with a suggestion, unless ``hints`` is False).
 
         None: it is one of the parts left out for having the wrong shape (already listed).
         """
@@ -718,18 +719,19 @@ class _Checker:
                     f"unknown task '{ref}' (to wait for workstream '{ref}', "
                     "list it in the workstream's needs)"
                 )
-            return f"unknown task '{ref}'{self._hint(task, ids)}"
+            return f"unknown task '{ref}'{self._hint(task, ids) if hints else ''}"
         if "." in other:
             return f"not a task: '{ref}' (write 'task' or 'workstream.task')"
         if other in dropped or ref in dropped:
             return None
         if other not in self.ws_index:
-            hint = self._hint(other, self.ws_index)
+            hint = self._hint(other, self.ws_index) if hints else ""
             return f"unknown workstream '{other}' in '{ref}'{hint}"
         ids = self.task_ids[other]
         if task in ids:
             return ids[task]
-        return f"unknown task '{ref}'{self._hint(task, ids, prefix=f'{other}.')}"
+        hint = self._hint(task, ids, prefix=f"{other}.") if hints else ""
+        return f"unknown task '{ref}'{hint}"
 
     # The checks, in document order
 
