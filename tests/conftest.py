@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -27,6 +28,17 @@ from towline.worker.converter import DATA_CONVERTER
 from towline.worker.main import build_tool_workers, build_worker
 
 RunPlan = Callable[..., Awaitable[RunState]]
+
+# Property-based tests: a modest number of examples by default, so the suite stays fast;
+# TOWLINE_HYPOTHESIS=thorough for many more (e.g. before a release, or after changing
+# how plans are read). Hang guards are the tests' own (a subprocess with a deadline).
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("TOWLINE_HYPOTHESIS", "default"))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@
     python mcp_server.py http PORT      # streamable HTTP on 127.0.0.1:PORT/mcp
 
 With ``MCP_TEST_PID_FILE`` set, it appends its pid to that file as it starts, so a test
-can check that the server is gone after its task.
+can check that the server is gone after its task. With ``MCP_TEST_PRINT`` set, it prints
+that text on stdout as it starts, as a careless server does: over stdio, a line the
+client cannot read as a message.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ async def sleep(seconds: float) -> str:
 
 
 def main() -> None:
+    if os.environ.get("MCP_TEST_PRINT"):
+        print(os.environ["MCP_TEST_PRINT"], flush=True)
     if sys.argv[1] == "stdio":
         server.run("stdio")
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from temporalio.client import Client
 from tests.conftest import RunPlan
 from tests.helpers import plan, ws
 from towline.activities.artifacts import read_artifact
+from towline.activities.process import run_streamed
 from towline.activities.workspace import workspace_path
 from towline.plan.load import PlanError, check_data
 from towline.starter import api
@@ -311,3 +313,22 @@ async def test_cancelling_the_run_kills_the_command_and_its_children(
     )
     assert state.status == "cancelled"
     assert _task(state).status == "cancelled", _task(state)
+
+
+async def test_stdout_and_stderr_keep_their_order_in_the_log_while_a_secret_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOWLINE_SECRET_SOME_TOKEN", "a-long-secret-value-0123456789")
+    script = (
+        "import sys, time\n"
+        "for i in range(4):\n"
+        "    for stream in (sys.stdout, sys.stderr):\n"
+        "        stream.write(f'{stream.name[4:-1]}{i}\\n'); stream.flush(); time.sleep(0.05)\n"
+    )
+    log = io.BytesIO()
+    code, _ = await run_streamed(
+        [sys.executable, "-c", script], cwd=tmp_path, env={}, log=log, max_output=4096
+    )
+    assert code == 0
+    expected = "".join(f"out{i}\nerr{i}\n" for i in range(4))
+    assert log.getvalue().decode() == expected

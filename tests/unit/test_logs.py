@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
 from typing import Any
 
-from towline.worker.logs import JsonFormatter, TextFormatter, record_ids, tool_call_ids
+from towline.worker.logs import (
+    JsonFormatter,
+    RedactingHandler,
+    Redactor,
+    TextFormatter,
+    record_ids,
+    tool_call_ids,
+)
 
 
 def _record(message: str = "hello", **extra: Any) -> logging.LogRecord:
@@ -74,3 +82,68 @@ def test_text_lines_end_with_where_they_are_from() -> None:
     )
     assert line.endswith("temporalio.workflow: hello [r/api.t#2]")
     assert TextFormatter().format(_record()).endswith("temporalio.workflow: hello")
+
+
+# Redaction: every line the worker's handler writes
+
+
+SECRET = "sk-live-'q\"uote\\d-0123456789"
+
+
+def _redacted(text: str, *values: str) -> str:
+    return Redactor(lambda: list(values))(text)
+
+
+def test_a_secret_is_hidden_whole_and_as_repr_or_json_quote_it() -> None:
+    text = f"plain {SECRET} repr {SECRET!r} json {json.dumps(SECRET)}"
+    assert _redacted(text, SECRET) == "plain *** repr '***' json \"***\""
+
+
+def test_pieces_of_a_secret_cut_at_an_ellipsis_are_hidden() -> None:
+    secret = "abcdefghijklmnop"
+    text = "input_value='xxxxabcdefgh...mnop and yyyy' and 'zz\u2026ijklmnop'"
+    assert _redacted(text, secret) == "input_value='xxxx***...*** and yyyy' and 'zz\u2026***'"
+    assert _redacted("abc...", secret) == "abc..."  # too short a piece to tell
+
+
+def test_the_longest_secret_is_hidden_whole_and_nothing_else_is_touched() -> None:
+    assert _redacted("token=abc123 abc", "abc", "abc123") == "token=*** ***"
+    assert _redacted("nothing here", "abc") == "nothing here"
+    assert _redacted("nothing here") == "nothing here"
+
+
+def test_the_handler_redacts_any_logger_with_its_traceback(tmp_path: Any) -> None:
+    handler = RedactingHandler(Redactor(lambda: [SECRET]))
+    handler.setFormatter(JsonFormatter())
+    stream = io.StringIO()
+    handler.setStream(stream)
+    logger = logging.getLogger("some.library")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError(f"bad input {SECRET}")
+        except ValueError:
+            logger.exception("could not parse %s", SECRET)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    line = json.loads(stream.getvalue())
+    assert line["message"] == "could not parse ***"
+    assert "ValueError: bad input ***" in line["error"]
+
+
+def test_secrets_held_follow_the_secrets_file_as_it_changes(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from towline.activities import secrets
+
+    path = tmp_path / "secrets.env"
+    path.write_text("A=first-value\n")
+    monkeypatch.setenv("TOWLINE_SECRETS_FILE", str(path))
+    monkeypatch.setenv("TOWLINE_SECRET_B", "from-env")
+    assert secrets.held() == ["first-value", "from-env"]
+    path.write_text("A=second-value-longer\n")
+    assert secrets.held() == ["from-env", "second-value-longer"]
+    path.write_text("not a secrets line\n")  # unreadable: the environment's still count
+    assert secrets.held() == ["from-env"]

@@ -625,3 +625,61 @@ def test_ten_thousand_task_cycle_is_found() -> None:
     tasks = [echo(f"t{i}", needs=[f"t{(i + 1) % count}"]) for i in range(count)]
     (found,) = problems(plan(ws("w", *tasks)))
     assert found.startswith("dependency cycle: w.t0 -> w.t1 -> ")
+
+
+def test_every_problem_comes_at_once_whatever_its_kind() -> None:
+    data = plan(
+        ws(
+            "api",
+            {"id": "apply", "tool": "shel", "timeout": "bogus"},
+            sh("test", needs=["aply"], **{"with": {"command": ["make"], "bogus": 1}}),
+            {"id": "bad id", "tool": "echo"},
+            echo("x", needs=["y"], retry={"max_attempts": 0}),
+            echo("y", needs=["x", "bad id"]),
+        ),
+        ws("web", echo("t", needs=["api.test"], approval="maybe"), needs=["apii"]),
+    )
+    assert problems(data) == [
+        "workstreams[0].tasks[0].tool: unknown tool 'shel' (did you mean 'shell'?)",
+        "workstreams[0].tasks[0].timeout: not a duration: 'bogus' (use e.g. 90s, 10m, 48h, "
+        "3d); or auto, to take it from the run history",
+        "workstreams[0].tasks[1].with: unknown key 'bogus'",  # `with` comes first in sh()
+        "workstreams[0].tasks[1].needs: unknown task 'aply' (did you mean 'apply'?)",
+        "workstreams[0].tasks[2].id: not a valid id: 'bad id' (use letters, digits, '_' and "
+        "'-', starting with a letter or a digit)",
+        "workstreams[0].tasks[3].retry.max_attempts: should be greater than or equal to 1 (got 0)",
+        "workstreams[1].tasks[0].approval: expected true, false or a mapping, got 'maybe'",
+        "workstreams[1].needs: unknown workstream 'apii' (did you mean 'api'?)",
+        "dependency cycle: api.x -> api.y -> api.x",
+    ]
+
+
+def test_a_task_left_out_for_its_shape_is_not_reported_unknown_where_needed() -> None:
+    data = plan(
+        ws("w", {"id": "a", "tool": 5}, echo("b", needs=["a"])), ws("v", echo("c"), needs=["w"])
+    )
+    assert problems(data) == ["workstreams[0].tasks[0].tool: should be a valid string (got 5)"]
+
+
+def test_a_with_of_the_wrong_shape_is_not_checked_against_the_tool() -> None:
+    data = plan(ws("w", {"id": "a", "tool": "shell", "with": ["make"]}))
+    assert problems(data) == ["workstreams[0].tasks[0].with: expected a mapping, got a list"]
+
+
+def test_problems_are_capped_with_a_count_of_the_rest() -> None:
+    data = plan(ws("w", *({"id": f"t{i}", "tool": "nope"} for i in range(300))))
+    found = problems(data)
+    assert len(found) == 201
+    assert found[-1] == "... and 100 more problems"
+
+
+def test_suggestions_go_to_the_first_problems_and_then_stop() -> None:
+    tasks = [echo(f"build{i}") for i in range(150)]
+    tasks += [echo(f"use{i}", needs=[f"biuld{i}"]) for i in range(150)]
+    found = problems(plan(ws("w", *tasks)))
+    assert (
+        found[0]
+        == "workstreams[0].tasks[150].needs: unknown task 'biuld0' (did you mean 'build0'?)"
+    )
+    assert sum("did you mean" in p for p in found) == 100
+    assert found[100] == "workstreams[0].tasks[250].needs: unknown task 'biuld100'"

@@ -100,11 +100,15 @@ class _Redactor:
 
     What the command prints reaches the log, heartbeats (so workflow history, when an
     attempt times out) and the outputs; a secret must reach none of them. It holds back
-    at most the length of the longest secret, less one byte, until more output comes.
+    only the end of a chunk that could be the start of a secret (at most the length of
+    the longest one, less one byte), until more output comes: the rest passes at once,
+    so stdout and stderr keep their order in the combined log.
     """
 
     def __init__(self, secrets: list[str]) -> None:
         values = sorted({v.encode() for v in secrets if v}, key=len, reverse=True)
+        self._values = values
+        self._firsts = frozenset(v[0] for v in values)
         self._pattern = re.compile(b"|".join(map(re.escape, values))) if values else None
         self._keep = len(values[0]) - 1 if values else 0
         self._pending = b""
@@ -114,7 +118,7 @@ class _Redactor:
             return chunk
         data = self._pending + chunk
         # Any secret starting before `cut` lies wholly inside `data`, so it is found.
-        cut = len(data) - self._keep
+        cut = self._could_start_a_secret(data)
         out = bytearray()
         pos = 0
         for m in self._pattern.finditer(data):
@@ -126,6 +130,15 @@ class _Redactor:
         out += data[pos:cut]
         self._pending = data[cut:]
         return bytes(out)
+
+    def _could_start_a_secret(self, data: bytes) -> int:
+        """Where the end of ``data`` that is the beginning of a secret starts, if any."""
+        for i in range(max(0, len(data) - self._keep), len(data)):
+            if data[i] in self._firsts:
+                tail = data[i:]
+                if any(v.startswith(tail) for v in self._values):
+                    return i
+        return len(data)
 
     def flush(self) -> bytes:
         data, self._pending = self._pending, b""

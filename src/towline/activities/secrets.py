@@ -12,7 +12,8 @@ value optionally wrapped in matching single or double quotes (taken literally, w
 escapes). It is read on each use, so a rotated secret needs no worker restart.
 
 :func:`values` lists every secret the worker holds, so output can be redacted of all of
-them, not only of those a call used.
+them, not only of those a call used; :func:`held` is the same list, cheap enough to ask
+for on every line the worker logs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,33 @@ def values() -> list[str]:
     found = {v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
     found.update(_from_file().values())
     return sorted(v for v in found if v)
+
+
+_held: tuple[object, list[str]] | None = None
+
+
+def held() -> list[str]:
+    """:func:`values`, re-reading the secrets file only when it has changed.
+
+    Never raises: with an unreadable file, only the environment's secrets are known
+    here (the tool that needs one from the file reports the file's problem).
+    """
+    global _held
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
+    path = os.environ.get(FILE_ENV)
+    try:
+        stat = os.stat(path) if path else None
+        key: object = (env, path, stat and (stat.st_mtime_ns, stat.st_size, stat.st_ino))
+    except OSError:
+        key = (env, path, None)
+    if _held is not None and _held[0] == key:
+        return _held[1]
+    try:
+        found = values()
+    except ToolError:
+        found = sorted({v for _, v in env if v})
+    _held = (key, found)
+    return found
 
 
 def where(name: str) -> str:

@@ -8,7 +8,11 @@ The names are ``tasks``, ``run``, ``workstream``, ``failure`` and ``secrets``.
 Secrets are never resolved here: ``${{ secrets.NAME }}`` stays as text and is replaced
 inside the worker, so a secret never reaches workflow history.
 
-This module runs inside Temporal's workflow sandbox: pure and stdlib-only.
+An expression is at most :data:`~towline.plan.limits.MAX_EXPRESSION` characters, nested
+at most :data:`~towline.plan.limits.MAX_EXPRESSION_DEPTH` deep, so parsing and evaluating
+one is always cheap and never recursion-bound.
+
+This module runs inside Temporal's workflow sandbox: pure, stdlib and towline's limits.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from towline.plan.limits import MAX_EXPRESSION, MAX_EXPRESSION_DEPTH
 from towline.stored import placeholder, stored_ref
 
 
@@ -50,7 +55,6 @@ _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 _FAILURE_KEYS = ("category", "message", "output")
 _TASK_PARTS = ("outputs", "status")
 
-_EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 _SECRET_ONLY = re.compile(r"\s*secrets\.[A-Za-z_][A-Za-z0-9_]*\s*")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -158,19 +162,20 @@ class _Expr:
 
 
 def _pieces(text: str) -> list[str | _Expr]:
-    """``text`` split into literal text and expressions."""
+    """``text`` split into literal text and expressions, in one pass over it."""
     out: list[str | _Expr] = []
     pos = 0
-    for m in _EXPR.finditer(text):
-        if m.start() > pos:
-            out.append(text[pos : m.start()])
-        out.append(_Expr(m.group(1)))
-        pos = m.end()
+    while (start := text.find("${{", pos)) >= 0:
+        end = text.find("}}", start + 3)
+        if end < 0:
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise ExpressionError(f"unterminated expression in {shown!r} (missing '}}}}')")
+        if start > pos:
+            out.append(text[pos:start])
+        out.append(_Expr(text[start + 3 : end]))
+        pos = end + 2
     if pos < len(text):
         out.append(text[pos:])
-    for piece in out:
-        if isinstance(piece, str) and "${{" in piece:
-            raise ExpressionError(f"unterminated expression in {text!r} (missing '}}}}')")
     return out
 
 
@@ -314,16 +319,25 @@ def _normalise(expr: str) -> str:
 def _parse(text: str) -> _Parsed:
     if not text.strip():
         raise _error(text, "empty expression")
+    if len(text) > MAX_EXPRESSION:
+        raise _error(
+            text[:40] + "...", f"longer than {MAX_EXPRESSION:,} characters ({len(text):,})"
+        )
     try:
         tree = ast.parse(_normalise(text).strip(), mode="eval").body
     except SyntaxError as e:
         detail = f" ({e.msg})" if e.msg and e.msg != "invalid syntax" else ""
         raise _error(text, f"not a valid expression{detail}") from None
+    except (RecursionError, MemoryError):  # Python's parser gives up on deep nesting
+        raise _error(text, _TOO_DEEP) from None
     found_names: set[str] = set()
     found_tasks: set[str] = set()
-    stack: list[ast.AST] = [tree]
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise _error(text, _TOO_DEEP)
+        inner = depth + 1
         if isinstance(node, ast.Name | ast.Attribute | ast.Subscript):
             root, path = _flatten(text, node)
             if root in _LITERALS:
@@ -347,22 +361,25 @@ def _parse(text: str) -> _Parsed:
                     raise _error(text, "arithmetic is not supported")
             elif not isinstance(node.op, ast.Not | ast.Invert):
                 raise _error(text, "arithmetic is not supported")
-            stack.append(node.operand)
+            stack.append((node.operand, inner))
         elif isinstance(node, ast.BoolOp):
-            stack.extend(node.values)
+            stack.extend((v, inner) for v in node.values)
         elif isinstance(node, ast.Compare):
             for op in node.ops:
                 if type(op) not in _COMPARE:
                     raise _error(text, f"operator '{_op_text(op)}' is not supported")
-            stack.append(node.left)
-            stack.extend(node.comparators)
+            stack.append((node.left, inner))
+            stack.extend((c, inner) for c in node.comparators)
         elif isinstance(node, ast.List | ast.Tuple):
-            stack.extend(node.elts)
+            stack.extend((e, inner) for e in node.elts)
         else:
             raise _error(text, _UNSUPPORTED.get(type(node), "unsupported syntax"))
     if "secrets" in found_names and not _is_secret(text):
         raise _error(text, "secrets can only be used on their own, as ${{ secrets.NAME }}")
     return _Parsed(tree, frozenset(found_names), frozenset(found_tasks))
+
+
+_TOO_DEEP = f"nested too deeply (at most {MAX_EXPRESSION_DEPTH} levels of operators and brackets)"
 
 
 def _op_text(op: ast.cmpop) -> str:

@@ -9,6 +9,8 @@ each recovery strategy needs. Pure: no file I/O.
 from __future__ import annotations
 
 import difflib
+import re
+import sys
 import types
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -18,7 +20,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from towline.plan import expressions
+from towline.plan import expressions, limits
 from towline.plan.spec import (
     Defaults,
     OnFailureSpec,
@@ -57,13 +59,200 @@ def check_plan(
 
     Returns the plan and no problems, or None and every problem in document order.
     ``tools`` maps each tool name a plan may use to its input model.
+
+    Every problem comes at once: when some keys have the wrong shape, the rest of the
+    plan (tools, their inputs, expressions, ids, needs, cycles) is still checked, with
+    the broken parts left out. Data past the limits that make it unsafe to look at
+    (:mod:`towline.plan.limits`) is rejected with those problems alone.
     """
+    checked = limits.check_values(data)
+    found = [Problem(path, message) for path, message in checked.problems]
+    if not checked.whole:
+        return None, found
     try:
         plan = PlanSpec.model_validate(data)
     except ValidationError as e:
-        return None, _pydantic_problems(e.errors(), PlanSpec, data)
-    problems = _Checker(plan, tools).run()
-    return (None if problems else plan), problems
+        errors = e.errors()
+        structural = _located_problems(errors[:_MAX_PROBLEMS], PlanSpec, data)
+        partial = _partial(data, errors)
+        semantic = _Checker(partial, tools).run() if partial is not None else []
+        unlisted = max(0, len(errors) - _MAX_PROBLEMS)
+        return None, _capped(_merge(data, found, structural, semantic), unlisted=unlisted)
+    semantic = _Checker(_Partial(plan), tools).run()
+    if found:
+        return None, _capped(_merge(data, found, [], semantic))
+    return (None if semantic else plan), _capped(semantic)
+
+
+_MAX_PROBLEMS = 200  # listed at most; a plan with more has a bigger problem
+
+
+def _capped(problems: list[Problem], *, unlisted: int = 0) -> list[Problem]:
+    """The first :data:`_MAX_PROBLEMS` problems, and how many more there are."""
+    more = max(0, len(problems) - _MAX_PROBLEMS) + unlisted
+    if not more:
+        return problems
+    return [*problems[:_MAX_PROBLEMS], Problem("", f"... and {more:,} more problems")]
+
+
+def _merge(
+    data: Any,
+    found: list[Problem],
+    structural: list[tuple[tuple[int, ...], Problem]],
+    semantic: list[Problem],
+) -> list[Problem]:
+    """Problems of all kinds in document order; at one place, the limits' first, then
+    the shapes', then the rest. Dependency cycles, which have no one place, come last.
+
+    A value past a limit is reported once: not again for its shape or its content.
+    """
+    over = [p.path for p in found if p.path]
+
+    def inside(path: str) -> bool:
+        return any(path == o or path.startswith((f"{o}.", f"{o}[")) for o in over)
+
+    positions: dict[int, dict[Any, int]] = {}
+    located = [(_order(data, p.path, positions), p) for p in found]
+    located += [(order, p) for order, p in structural if not inside(p.path)]
+    located += [
+        (_order(data, p.path, positions), p) for p in semantic if p.path and not inside(p.path)
+    ]
+    located.sort(key=lambda item: item[0])
+    return [p for _, p in located] + [p for p in semantic if not p.path]
+
+
+_SEGMENT = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def _order(data: Any, path: str, positions: dict[int, dict[Any, int]]) -> tuple[int, ...]:
+    """Where ``path`` is in the document: the positions of its keys and items."""
+    out: list[int] = []
+    here = data
+    for m in _SEGMENT.finditer(path):
+        seg: int | str = int(m.group(1)) if m.group(1) is not None else m.group(2)
+        if isinstance(here, dict) and seg in here:
+            out.append(_position(positions, here, seg))
+            here = here[seg]
+        elif isinstance(here, list) and isinstance(seg, int) and seg < len(here):
+            out.append(seg)
+            here = here[seg]
+        else:
+            out.append(sys.maxsize)
+            break
+    return tuple(out)
+
+
+def _position(positions: dict[int, dict[Any, int]], mapping: dict[Any, Any], key: Any) -> int:
+    """The position of ``key`` in ``mapping``, from a cache of each mapping's keys."""
+    found = positions.get(id(mapping))
+    if found is None:
+        found = positions[id(mapping)] = {k: i for i, k in enumerate(mapping)}
+    return found[key]
+
+
+@dataclass
+class _Partial:
+    """The parts of a plan whose shape is right, to check what else is wrong with it.
+
+    ``ws_pos`` and ``task_pos`` give each kept workstream's and task's position in the
+    plan as written; ``dropped`` names the workstreams (``ws``) and tasks (``ws.task``)
+    left out, so references to them are not reported as unknown; ``no_input`` holds
+    the tasks (by kept position) whose ``with`` was left out.
+    """
+
+    plan: PlanSpec
+    ws_pos: list[int] | None = None
+    task_pos: list[list[int]] | None = None
+    dropped: frozenset[str] = frozenset()
+    no_input: frozenset[tuple[int, int]] = frozenset()
+
+    @property
+    def whole(self) -> bool:
+        return self.ws_pos is None
+
+
+def _partial(data: Any, errors: list[ErrorDetails]) -> _Partial | None:
+    """``data`` without the parts pydantic found wrong, validated; None if nothing is left.
+
+    A wrong key of a task or a workstream is left out (its default applies); a task or
+    workstream without a usable id (or a task without its tool) is left out whole.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("workstreams"), list):
+        return None
+    top: dict[str, Any] = dict(data)
+    drop_ws: set[int] = set()
+    drop_task: set[tuple[int, int]] = set()
+    ws_keys: dict[int, set[str]] = {}
+    task_keys: dict[tuple[int, int], set[str]] = {}
+    for e in errors:
+        loc = tuple(e["loc"])
+        if not loc:
+            return None
+        head = loc[0]
+        if head != "workstreams":
+            if head == "version":
+                top["version"] = 1
+            elif head == "name":
+                top["name"] = "plan"
+            else:
+                top.pop(str(head), None)
+            continue
+        if len(loc) < 3 or not isinstance(loc[1], int):
+            if len(loc) == 2 and isinstance(loc[1], int):
+                drop_ws.add(loc[1])
+                continue
+            return None
+        i, key, rest = loc[1], loc[2], loc[3:]
+        if key == "tasks" and rest and isinstance(rest[0], int):
+            if len(rest) > 1 and isinstance(rest[1], str) and rest[1] not in ("id", "tool"):
+                task_keys.setdefault((i, rest[0]), set()).add(rest[1])
+            else:
+                drop_task.add((i, rest[0]))
+        elif key in ("id", "tasks") or not isinstance(key, str):
+            drop_ws.add(i)
+        else:
+            ws_keys.setdefault(i, set()).add(key)
+    dropped: set[str] = set()
+    workstreams: list[Any] = []
+    ws_pos: list[int] = []
+    task_pos: list[list[int]] = []
+    no_input: set[tuple[int, int]] = set()
+    for i, ws in enumerate(data["workstreams"]):
+        ws_id = ws.get("id") if isinstance(ws, dict) else None
+        if i in drop_ws or not isinstance(ws, dict) or not isinstance(ws.get("tasks"), list):
+            if isinstance(ws_id, str):
+                dropped.add(ws_id)
+            continue
+        kept_ws = {k: v for k, v in ws.items() if k not in ws_keys.get(i, ())}
+        tasks: list[Any] = []
+        positions: list[int] = []
+        for j, task in enumerate(ws["tasks"]):
+            if (i, j) in drop_task or not isinstance(task, dict):
+                task_id = task.get("id") if isinstance(task, dict) else None
+                if isinstance(ws_id, str) and isinstance(task_id, str):
+                    dropped.add(f"{ws_id}.{task_id}")
+                continue
+            pruned = task_keys.get((i, j), set())
+            if "with" in pruned:
+                no_input.add((len(ws_pos), len(tasks)))
+            tasks.append({k: v for k, v in task.items() if k not in pruned})
+            positions.append(j)
+        if not tasks:
+            if isinstance(ws_id, str):
+                dropped.add(ws_id)
+            continue
+        kept_ws["tasks"] = tasks
+        workstreams.append(kept_ws)
+        ws_pos.append(i)
+        task_pos.append(positions)
+    if not workstreams:
+        return None
+    top["workstreams"] = workstreams
+    try:
+        plan = PlanSpec.model_validate(top)
+    except ValidationError:
+        return None  # what is left still has the wrong shape: its problems are listed
+    return _Partial(plan, ws_pos, task_pos, frozenset(dropped), frozenset(no_input))
 
 
 def _pydantic_problems(
@@ -74,6 +263,13 @@ def _pydantic_problems(
     Paths use the keys as written (``with``, not ``with_``) and problems come in document
     order. ``prefix`` is the path of ``data`` inside the plan.
     """
+    return [problem for _, problem in _located_problems(errors, model, data, prefix=prefix)]
+
+
+def _located_problems(
+    errors: list[ErrorDetails], model: type[BaseModel], data: Any, *, prefix: str = ""
+) -> list[tuple[tuple[int, ...], Problem]]:
+    """:func:`_pydantic_problems`, each with its position in the document."""
     found: list[tuple[tuple[int, ...], Problem]] = []
     unions: dict[str, list[tuple[tuple[int, ...], str, ErrorDetails, list[int | str]]]] = {}
     for e in errors:
@@ -107,7 +303,7 @@ def _pydantic_problems(
                 (items[0][0], Problem(path, f"expected {' or '.join(names)}, got {value}"))
             )
     found.sort(key=lambda item: item[0])
-    return [problem for _, problem in found]
+    return found
 
 
 def _problem(prefix: str, where: list[int | str], e: ErrorDetails) -> Problem:
@@ -237,9 +433,23 @@ def _keys(model: type[BaseModel] | None) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
+# Suggestions cost a comparison with each candidate: a plan of thousands of ids, each
+# misspelt, would take minutes. Past these, problems come without a suggestion.
+_HINT_CANDIDATES = 1000
+_HINTS = 100
+
+
+def _closest(word: str, candidates: Any) -> str | None:
+    names = list(candidates)
+    if len(names) > _HINT_CANDIDATES:
+        return None
+    close = difflib.get_close_matches(word, names, n=1)
+    return close[0] if close else None
+
+
 def _did_you_mean(word: str, candidates: Any) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = _closest(word, candidates)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 def _contains_expression(value: Any) -> bool:
@@ -340,9 +550,13 @@ class _Checker:
     Edges point from a node to what it needs.
     """
 
-    def __init__(self, plan: PlanSpec, tools: Mapping[str, type[BaseModel]]) -> None:
-        self.plan = plan
+    def __init__(self, partial: _Partial, tools: Mapping[str, type[BaseModel]]) -> None:
+        plan = self.plan = partial.plan
+        self.partial = partial
         self.tools = tools
+        # Positions as written (parts of a plan with the wrong shape are left out).
+        self.ws_pos = partial.ws_pos or list(range(len(plan.workstreams)))
+        self.task_pos = partial.task_pos or [list(range(len(ws.tasks))) for ws in plan.workstreams]
         self.problems: list[Problem] = []
         self.ws_index: dict[str, int] = {}
         self.task_ids: dict[str, dict[str, int]] = {}  # ws id -> task id -> node
@@ -357,6 +571,7 @@ class _Checker:
         self.ws_component: list[int] = []  # per workstream: its cycle's number, or -1
         self.adj: list[list[int]] = []
         self._up: list[int] | None = None
+        self._hints_left = _HINTS
 
     def run(self) -> list[Problem]:
         cycles = self._workstream_cycles()
@@ -372,11 +587,14 @@ class _Checker:
             self._check_workstream(i, ws)
             seen: dict[str, int] = {}
             for j, task in enumerate(ws.tasks):
-                path = f"workstreams[{i}].tasks[{j}]"
-                first = seen.setdefault(task.id, j)
-                if first != j:
+                at = self.task_pos[i][j]
+                path = f"workstreams[{self.ws_pos[i]}].tasks[{at}]"
+                first = seen.setdefault(task.id, at)
+                if first != at:
                     self._add(f"{path}.id", f"duplicate task id '{task.id}' (also tasks[{first}])")
-                self._check_task(path, ws, task, node)
+                self._check_task(
+                    path, ws, task, node, with_input=(i, j) not in self.partial.no_input
+                )
                 node += 1
         return self.problems + cycles
 
@@ -420,7 +638,7 @@ class _Checker:
             first = node
             for task in ws.tasks:
                 for need in task.needs:
-                    target = self._find(ws.id, need)
+                    target = self._find(ws.id, need, hints=False)
                     if isinstance(target, int) and target != node:
                         adj[node].append(target)
                 if needs:
@@ -482,31 +700,48 @@ class _Checker:
             up[c] = bits
         return [up[component_of[v]] for v in range(len(self.adj))]
 
-    def _find(self, ws_id: str, ref: str) -> int | str:
-        """The node of ``task`` or ``ws.task`` seen from ``ws_id``, or why there is none."""
+    def _find(self, ws_id: str, ref: str, *, hints: bool = True) -> int | str | None:
+        """The node of ``task`` or ``ws.task`` seen from ``ws_id``, or why there is none
+        (with a suggestion, unless ``hints`` is False).
+
+        None: it is one of the parts left out for having the wrong shape (already listed).
+        """
         other, dot, task = ref.rpartition(".")
+        dropped = self.partial.dropped
         if not dot or other == ws_id:
             ids = self.task_ids[ws_id]
             if task in ids:
                 return ids[task]
+            if f"{ws_id}.{task}" in dropped:
+                return None
             if not dot and ref in self.ws_index:
                 return (
                     f"unknown task '{ref}' (to wait for workstream '{ref}', "
                     "list it in the workstream's needs)"
                 )
-            return f"unknown task '{ref}'{_did_you_mean(task, ids)}"
+            return f"unknown task '{ref}'{self._hint(task, ids) if hints else ''}"
         if "." in other:
             return f"not a task: '{ref}' (write 'task' or 'workstream.task')"
+        if other in dropped or ref in dropped:
+            return None
         if other not in self.ws_index:
-            hint = _did_you_mean(other, self.ws_index)
+            hint = self._hint(other, self.ws_index) if hints else ""
             return f"unknown workstream '{other}' in '{ref}'{hint}"
         ids = self.task_ids[other]
         if task in ids:
             return ids[task]
-        close = difflib.get_close_matches(task, list(ids), n=1)
-        return f"unknown task '{ref}'" + (f" (did you mean '{other}.{close[0]}'?)" if close else "")
+        hint = self._hint(task, ids, prefix=f"{other}.") if hints else ""
+        return f"unknown task '{ref}'{hint}"
 
     # The checks, in document order
+
+    def _hint(self, word: str, candidates: Any, *, prefix: str = "") -> str:
+        """`` (did you mean 'x'?)``, for the first :data:`_HINTS` problems that have one."""
+        if self._hints_left <= 0:
+            return ""
+        self._hints_left -= 1
+        close = _closest(word, candidates)
+        return f" (did you mean '{prefix}{close}'?)" if close else ""
 
     def _add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -519,23 +754,26 @@ class _Checker:
             self._check_on_failure(f"{path}.on_failure", defaults.on_failure, None)
 
     def _check_workstream(self, i: int, ws: WorkstreamSpec) -> None:
-        path = f"workstreams[{i}]"
+        path = f"workstreams[{self.ws_pos[i]}]"
         first = self.ws_index[ws.id]
         if first != i:
             self._add(
-                f"{path}.id", f"duplicate workstream id '{ws.id}' (also workstreams[{first}])"
+                f"{path}.id",
+                f"duplicate workstream id '{ws.id}' (also workstreams[{self.ws_pos[first]}])",
             )
         for need in ws.needs:
             if need == ws.id:
                 self._add(f"{path}.needs", "a workstream cannot need itself")
-            elif need not in self.ws_index:
-                hint = _did_you_mean(need, self.ws_index)
+            elif need not in self.ws_index and need not in self.partial.dropped:
+                hint = self._hint(need, self.ws_index)
                 self._add(f"{path}.needs", f"unknown workstream '{need}'{hint}")
         self._check_defaults(f"{path}.defaults", ws.defaults)
 
-    def _check_task(self, path: str, ws: WorkstreamSpec, task: TaskSpec, node: int) -> None:
+    def _check_task(
+        self, path: str, ws: WorkstreamSpec, task: TaskSpec, node: int, *, with_input: bool
+    ) -> None:
         call = _Call(path, ws.id, node)
-        self._check_call(call, task.tool, task.with_)
+        self._check_call(call, task.tool, task.with_, with_input=with_input)
         for need in task.needs:
             target = self._find(ws.id, need)
             if isinstance(target, str):
@@ -579,13 +817,12 @@ class _Checker:
         *,
         own: bool = False,
         failure: bool = False,
+        with_input: bool = True,
     ) -> None:
-        """A tool name, its input and the expressions in it."""
+        """A tool name, its input (unless left out for its shape) and its expressions."""
         if tool not in self.tools:
-            self._add(
-                f"{call.path}.tool", f"unknown tool '{tool}'{_did_you_mean(tool, self.tools)}"
-            )
-        else:
+            self._add(f"{call.path}.tool", f"unknown tool '{tool}'{self._hint(tool, self.tools)}")
+        elif with_input:
             self._check_input(f"{call.path}.with", self.tools[tool], args)
         for path, text in _leaves(args, f"{call.path}.with"):
             for message in expressions.check([text]):
@@ -621,12 +858,15 @@ class _Checker:
             return  # plan or workstream defaults: no task to be upstream of
         for ref in sorted(refs):
             target = self._find(call.ws, ref)
+            if target is None:
+                continue
             if isinstance(target, str):
                 self._add(path, f"refers to {target}")
             elif target == call.node:
                 if not own:
                     self._add(path, f"refers to its own task '{ref}'")
-            elif not self._is_upstream(call.node, target):
+            elif self.partial.whole and not self._is_upstream(call.node, target):
+                # (with parts of the plan left out, what is upstream is not known)
                 self._add(path, f"refers to task '{ref}', which is not among this task's needs")
 
 

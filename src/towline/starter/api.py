@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowUpdateFailedError,
@@ -38,7 +39,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from towline import estimates
 from towline.config import DEFAULT_TASK_QUEUE
+from towline.plan import limits
+from towline.plan.load import PlanError
 from towline.plan.spec import BudgetSpec, PlanSpec
+from towline.plan.validate import Problem
 from towline.state import (
     FINISHED,
     LABELS_KEY,
@@ -83,6 +87,27 @@ class NoWorker(RuntimeError):
     """A query went unanswered: no worker polls the run's task queue."""
 
 
+class BadInput(ValueError):
+    """An argument that can never work, e.g. a malformed run id."""
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_run_id(run_id: str) -> None:
+    """Raise :class:`BadInput` unless ``run_id`` can name a new run (CONTRACT.md)."""
+    if (
+        len(run_id) > limits.MAX_RUN_ID
+        or not _RUN_ID.fullmatch(run_id)
+        or run_id in (".", "..")  # run ids name folders in the artifact store
+    ):
+        shown = run_id if len(run_id) <= 60 else run_id[:57] + "..."
+        raise BadInput(
+            f"not a valid run id: {shown!r} (use letters, digits, '.', '_' and '-', "
+            f"at most {limits.MAX_RUN_ID} characters)"
+        )
+
+
 def new_run_id(plan_name: str) -> str:
     """``<plan name as a slug>-<6 hex>``, e.g. ``bump-deps-7f3a2c``."""
     slug = re.sub(r"[^a-z0-9]+", "-", plan_name.lower()).strip("-")[:60] or "run"
@@ -104,23 +129,28 @@ async def start_run(
     """Start a run of ``plan`` and return its run id (the run workflow's id).
 
     ``search_attributes=False`` is for servers without towline's search attributes
-    registered (the time-skipping test server cannot register any).
+    registered (the time-skipping test server cannot register any). Raises
+    :class:`BadInput` for a malformed ``run_id``, and PlanError for a plan past the
+    limits or a run input too large for its worker (:func:`check_run_input`).
     """
-    rid = run_id or new_run_id(plan.name)
+    rid = run_id if run_id is not None else new_run_id(plan.name)
+    check_run_id(rid)
     labels = [f"{k}={v}" for k, v in sorted(plan.labels.items())]
     # Workflows need concrete durations: `timeout: auto` is settled here, from history.
     plan = await asyncio.to_thread(estimates.resolve_from_history, plan)
+    run_input = RunInput(
+        run_id=rid,
+        plan=plan,
+        plan_dir=str(Path(plan_dir).resolve()),
+        retry_of=retry_of,
+        reuse=reuse or {},
+        workspace_of=workspace_of,
+    )
+    await check_run_input(client, run_input)
     try:
         await client.start_workflow(
             RUN_WORKFLOW,
-            RunInput(
-                run_id=rid,
-                plan=plan,
-                plan_dir=str(Path(plan_dir).resolve()),
-                retry_of=retry_of,
-                reuse=reuse or {},
-                workspace_of=workspace_of,
-            ),
+            run_input,
             id=rid,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -141,6 +171,43 @@ async def start_run(
     except WorkflowAlreadyStartedError:
         raise RunExists(rid) from None
     return rid
+
+
+async def check_run_input(client: Client, run_input: RunInput) -> None:
+    """Raise PlanError unless the run's worker can take ``run_input`` within its limits.
+
+    The plan's values must be within the limits however the plan was made (a script may
+    build one without :func:`~towline.plan.load.check_data`), and its input as sent
+    (the plan, and the outputs a retry reuses) within ``MAX_RUN_INPUT_JSON`` before
+    compression and ``MAX_RUN_INPUT_PAYLOAD`` after: so the first workflow task of the
+    run decodes it in a small fraction of Temporal's deadlock limit, and the server
+    (which refuses payloads over 2 MB) takes it.
+    """
+    dumped = run_input.plan.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    checked = limits.check_values(dumped)
+    if checked.problems:
+        raise PlanError([Problem(path, message) for path, message in checked.problems])
+    converter = client.data_converter
+    payloads = converter.payload_converter.to_payloads([run_input])
+    raw = len(payloads[0].data)
+    if converter.payload_codec is not None:
+        payloads = await converter.payload_codec.encode(payloads)
+    sent = payloads[0].ByteSize()
+    for what, n, limit in (
+        ("before compression", raw, limits.MAX_RUN_INPUT_JSON),
+        ("encoded", sent, limits.MAX_RUN_INPUT_PAYLOAD),
+    ):
+        if n > limit:
+            raise PlanError(
+                [
+                    Problem(
+                        "",
+                        f"the run's input is {limits.size(n)} {what}, above the limit of "
+                        f"{limits.size(limit)}: make the plan smaller (large values can go "
+                        "in files the plan names, which travel with the run)",
+                    )
+                ]
+            )
 
 
 async def _query(client: Client, workflow_id: str, result_type: type) -> object:
@@ -346,13 +413,36 @@ async def _apply_rollback(client: Client, run: RunState) -> None:
 
 
 async def cancel_run(client: Client, run_id: str) -> None:
-    """Request cancellation: running tools are stopped and their processes killed."""
+    """Request cancellation: running tools are stopped and their processes killed.
+
+    A run that has already finished cannot be: :class:`Refused` says how it ended.
+    """
+    handle = client.get_workflow_handle(run_id)
     try:
-        await client.get_workflow_handle(run_id).cancel()
+        desc = await handle.describe()
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            raise Refused(
+                f"run {run_id} has already finished ({_ended_as(desc)}): there is nothing to cancel"
+            )
+        await handle.cancel()
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             raise UnknownRun(run_id) from None
         raise
+
+
+def _ended_as(desc: WorkflowExecutionDescription) -> str:
+    """How a workflow that has ended ended, in towline's words when it recorded them."""
+    return desc.typed_search_attributes.get(STATUS_KEY) or _fallback_status(desc.status)
+
+
+async def _finished(client: Client, workflow_id: str) -> str | None:
+    """How ``workflow_id`` ended, or None when it is running or unknown."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return None
+    return None if desc.status == WorkflowExecutionStatus.RUNNING else _ended_as(desc)
 
 
 class Refused(ValueError):
@@ -372,6 +462,12 @@ async def _update(client: Client, workflow_id: str, name: str, arg: object) -> s
         return str(await handle.execute_update(name, arg, result_type=str))
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
+            ended = await _finished(client, workflow_id)
+            if ended is not None:
+                raise Refused(
+                    f"run {workflow_id} has already finished ({ended}): "
+                    f"'{name.replace('_', ' ')}' applies only to a run in progress"
+                ) from None
             raise UnknownRun(workflow_id) from None
         raise
     except WorkflowUpdateFailedError as e:
@@ -454,18 +550,24 @@ async def list_runs(
     if query:
         clauses.append(f"({query})")
     count = 0
-    async for wf in client.list_workflows(" AND ".join(clauses)):
-        sa = wf.typed_search_attributes
-        yield RunSummary(
-            run_id=wf.id,
-            plan=sa.get(PLAN_KEY) or "",
-            status=sa.get(STATUS_KEY) or _fallback_status(wf.status),
-            started_at=wf.start_time,
-            closed_at=wf.close_time,
-        )
-        count += 1
-        if count >= limit:
-            return
+    try:
+        async for wf in client.list_workflows(" AND ".join(clauses)):
+            sa = wf.typed_search_attributes
+            yield RunSummary(
+                run_id=wf.id,
+                plan=sa.get(PLAN_KEY) or "",
+                status=sa.get(STATUS_KEY) or _fallback_status(wf.status),
+                started_at=wf.start_time,
+                closed_at=wf.close_time,
+            )
+            count += 1
+            if count >= limit:
+                return
+    except RPCError as e:
+        if e.status == RPCStatusCode.INVALID_ARGUMENT:
+            what = f"the query {query!r}" if query else "the search"
+            raise BadInput(f"the server rejected {what}: {e.message}") from None
+        raise
 
 
 _FALLBACK_STATUS = {

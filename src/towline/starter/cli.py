@@ -9,24 +9,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, get_args
 
 from rich.console import Console
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from towline import config
 from towline.catalogue import own_queue_tools
 from towline.plan.load import PlanError, load_plan
 from towline.plan.spec import BudgetSpec, PlanSpec
 from towline.starter import api, local, ops, progress
+from towline.starter import args as checks
 from towline.starter.schedules import ScheduleError
-from towline.state import RunState
-from towline.worker.client import ServerUnreachable, connect, has_poller, wait_until_serving
+from towline.state import RunState, Status
+from towline.worker.client import (
+    BadAddress,
+    ServerUnreachable,
+    UnknownNamespace,
+    check_namespace,
+    connect,
+    has_poller,
+    wait_until_serving,
+)
 
 if TYPE_CHECKING:
     from towline.worker.main import WorkerOptions
@@ -50,32 +61,37 @@ def _err() -> Console:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Options that fall back to an environment variable default to None here: checked
+    # and filled in by args.settle, so a bad value names its variable (exit 2).
     conn = argparse.ArgumentParser(add_help=False)
     conn.add_argument(
         "--address",
+        type=checks.address,
         help="Temporal frontend host:port (env TEMPORAL_ADDRESS, else the profile, else "
         f"temporal.toml; default {config.DEFAULT_ADDRESS})",
     )
     conn.add_argument(
         "--namespace",
+        type=checks.name,
         help="Temporal namespace (env TEMPORAL_NAMESPACE, else the profile, else "
         f"temporal.toml; default {config.DEFAULT_NAMESPACE})",
     )
     conn.add_argument(
         "--task-queue",
-        default=os.environ.get("TOWLINE_TASK_QUEUE", config.DEFAULT_TASK_QUEUE),
-        help="task queue of towline's workers (env TOWLINE_TASK_QUEUE; default %(default)s)",
+        type=checks.name,
+        help=f"task queue of towline's workers {checks.env_help('task_queue')}",
     )
     server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--port", type=int, default=7233, help="the local server's port")
-    server.add_argument("--ui-port", type=int, default=config.DEFAULT_UI_PORT, help="Web UI port")
+    server.add_argument("--port", type=checks.port, default=7233, help="the local server's port")
+    server.add_argument(
+        "--ui-port", type=checks.port, default=config.DEFAULT_UI_PORT, help="Web UI port"
+    )
     endpoint = argparse.ArgumentParser(add_help=False)
     endpoint.add_argument(
         "--http-port",
-        type=int,
-        default=int(os.environ.get("TOWLINE_HTTP_PORT", config.DEFAULT_HTTP_PORT)),
+        type=checks.port_or_off,
         help="the worker's /metrics, /healthz and /readyz port; 0 turns it off "
-        "(env TOWLINE_HTTP_PORT; default %(default)s)",
+        + checks.env_help("http_port"),
     )
 
     p = argparse.ArgumentParser(prog="towline", description="Durable automation runs on Temporal.")
@@ -91,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd("down", "stop what `towline up` started")
     cmd("dev", "a local Temporal dev server and a worker in the foreground", conn, server, endpoint)
     w = cmd("worker", "run a worker against any Temporal server", conn, endpoint)
-    w.add_argument("--max-concurrent-activities", type=int, default=100)
+    w.add_argument("--max-concurrent-activities", type=checks.positive, default=100)
     w.add_argument(
         "--rate-limit",
         action="append",
@@ -103,31 +119,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     w.add_argument(
         "--http-host",
-        default=os.environ.get("TOWLINE_HTTP_HOST", "0.0.0.0"),
-        help="the address the HTTP endpoint listens on (env TOWLINE_HTTP_HOST; "
-        "default %(default)s)",
+        type=checks.host,
+        help="the address the HTTP endpoint listens on " + checks.env_help("http_host"),
     )
     w.add_argument(
         "--log-format",
-        choices=("text", "json"),
-        default=os.environ.get("TOWLINE_LOG_FORMAT", "text"),
+        type=checks.log_format,
         help="text for people, json (one object a line, with run/workstream/task/attempt "
-        "ids) for log pipelines (env TOWLINE_LOG_FORMAT; default %(default)s)",
+        "ids) for log pipelines " + checks.env_help("log_format"),
     )
     w.add_argument(
         "--log-level",
-        choices=("debug", "info", "warning", "error"),
-        default=os.environ.get("TOWLINE_LOG_LEVEL", "info").lower(),
+        type=checks.log_level,
         help="info: each task's outcome and every failed tool call; debug adds each "
-        "successful tool call (env TOWLINE_LOG_LEVEL; default %(default)s)",
+        "successful tool call (also warning, error) " + checks.env_help("log_level"),
     )
     v = cmd("validate", "check a plan and print every problem")
-    v.add_argument("plan", metavar="PLAN")
+    v.add_argument("plan", metavar="PLAN", type=checks.plan_path)
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     cmd("schema", "print the plan file's JSON Schema (for editors)")
     r = cmd("run", "start a run of a plan", conn)
-    r.add_argument("plan", metavar="PLAN")
-    r.add_argument("--id", dest="run_id", help="the run id (default: <plan name>-<6 hex>)")
+    r.add_argument("plan", metavar="PLAN", type=checks.plan_path)
+    r.add_argument(
+        "--id",
+        dest="run_id",
+        type=checks.new_run_id,
+        help="the run id: letters, digits, '.', '_' and '-' (default: <plan name>-<6 hex>)",
+    )
     r.add_argument("--wait", action="store_true", help="follow the run live to its end")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     r.add_argument(
@@ -138,18 +156,18 @@ def _parser() -> argparse.ArgumentParser:
         help="override a plan value, e.g. settings.max_parallel=2",
     )
     s = cmd("status", "the run, its workstreams and tasks", conn)
-    s.add_argument("run_id", metavar="RUN")
+    s.add_argument("run_id", metavar="RUN", type=checks.run_ref)
     s.add_argument("--json", action="store_true")
     wa = cmd("watch", "follow a running run live", conn)
-    wa.add_argument("run_id", metavar="RUN")
+    wa.add_argument("run_id", metavar="RUN", type=checks.run_ref)
     li = cmd("list", "runs, newest first", conn)
-    li.add_argument("--status", help="only runs with this status")
+    li.add_argument("--status", choices=get_args(Status), help="only runs with this status")
     li.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     li.add_argument("--query", help="a Temporal visibility query, e.g. 'TowlinePlan=\"x\"'")
-    li.add_argument("--limit", type=int, default=50)
+    li.add_argument("--limit", type=checks.positive, default=50)
     li.add_argument("--json", action="store_true")
     c = cmd("cancel", "cancel a run: running tools are stopped, their processes killed", conn)
-    c.add_argument("run_id", metavar="RUN")
+    c.add_argument("run_id", metavar="RUN", type=checks.run_ref)
     for name, what in (
         ("approve", "approve a task waiting for approval"),
         ("reject", "reject a task waiting for approval (it fails)"),
@@ -158,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
         ("retry", "retry a failed task waiting for an operator"),
     ):
         a = cmd(name, what, conn)
-        a.add_argument("run_id", metavar="RUN")
+        a.add_argument("run_id", metavar="RUN", type=checks.run_ref)
         if name == "retry":
             a.description = (
                 "retry RUN TASK: retry a failed task waiting for an operator; "
@@ -166,7 +184,12 @@ def _parser() -> argparse.ArgumentParser:
                 "succeeded tasks' outputs and runs only the rest"
             )
             a.add_argument("task", metavar="TASK", nargs="?", help="workstream.task")
-            a.add_argument("--id", dest="new_id", help="the new run's id (retry RUN only)")
+            a.add_argument(
+                "--id",
+                dest="new_id",
+                type=checks.new_run_id,
+                help="the new run's id (retry RUN only)",
+            )
         else:
             a.add_argument("task", metavar="TASK", help="workstream.task")
         a.add_argument("--note", help="a note recorded with the answer")
@@ -174,14 +197,14 @@ def _parser() -> argparse.ArgumentParser:
     rb = cmd(
         "rollback", "run the rollbacks of a finished run's succeeded tasks, newest first", conn
     )
-    rb.add_argument("run_id", metavar="RUN")
+    rb.add_argument("run_id", metavar="RUN", type=checks.run_ref)
     rb.add_argument("--wait", action="store_true", help="wait for the rollbacks to finish")
     for name, what in (
         ("pause", "stop starting new tasks; running ones finish"),
         ("resume", "start scheduling tasks again"),
     ):
         pr = cmd(name, what, conn)
-        pr.add_argument("run_id", metavar="RUN")
+        pr.add_argument("run_id", metavar="RUN", type=checks.run_ref)
         pr.add_argument("--by", help="who does it (default: your user name)")
         if name == "resume":
             pr.add_argument(
@@ -196,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     form.add_argument("--json", action="store_true", help="description, input schema, outputs")
     form.add_argument("--markdown", action="store_true", help="as Markdown (docs/tools.md)")
     lg = cmd("logs", "a task's tool output: its log artifacts, else its outputs", conn)
-    lg.add_argument("run_id", metavar="RUN")
+    lg.add_argument("run_id", metavar="RUN", type=checks.run_ref)
     lg.add_argument("task", metavar="TASK", help="workstream.task")
     nt = cmd("new-tool", "scaffold a tool's module and its integration test")
     nt.add_argument("name", metavar="NAME", help="the tool's name, e.g. slack_notify")
@@ -253,7 +276,9 @@ def _schedule_parser(sc: argparse.ArgumentParser, conn: argparse.ArgumentParser)
 
 
 async def _client(args: argparse.Namespace) -> Client:
-    return await connect(args.address, args.namespace)
+    client = await connect(args.address, args.namespace)
+    await check_namespace(client, args.address)
+    return client
 
 
 def _load(path: str, sets: Sequence[str]) -> tuple[PlanSpec, Path]:
@@ -387,6 +412,7 @@ async def _dev(args: argparse.Namespace) -> int:
         port=args.port, ui_port=args.ui_port, db_filename=loc.root / "temporal.db"
     )
     proc = devserver.start(opts, log=loc.root / "server.log")
+    local.record_server(proc.pid, args.port, args.ui_port)
     try:
         await wait_until_serving(f"127.0.0.1:{args.port}", args.namespace)
         metrics = f", metrics on :{args.http_port}" if args.http_port else ""
@@ -407,6 +433,7 @@ async def _dev(args: argparse.Namespace) -> int:
         )
     finally:
         devserver.stop(proc)
+        local.forget_server(proc.pid)
     return OK
 
 
@@ -414,18 +441,17 @@ async def _worker(args: argparse.Namespace) -> int:
     from towline.worker import logs
     from towline.worker.main import WorkerOptions
 
-    logs.configure(args.log_format, level=args.log_level.upper())
-    await _serve_worker(
-        WorkerOptions(
-            address=args.address,
-            namespace=args.namespace,
-            task_queue=args.task_queue,
-            max_concurrent_activities=args.max_concurrent_activities,
-            rates=_rates(args.rate_limit),
-            http_host=args.http_host,
-            http_port=args.http_port,
-        )
+    opts = WorkerOptions(
+        address=args.address,
+        namespace=args.namespace,
+        task_queue=args.task_queue,
+        max_concurrent_activities=args.max_concurrent_activities,
+        rates=_rates(args.rate_limit),
+        http_host=args.http_host,
+        http_port=args.http_port,
     )
+    logs.configure(args.log_format, level=args.log_level.upper())
+    await _serve_worker(opts)
     return OK
 
 
@@ -439,11 +465,9 @@ def _rates(items: Sequence[str]) -> dict[str, float]:
                 f"--rate-limit {item!r}: expected TOOL=PER_SECOND, TOOL one of {known}"
             )
         try:
-            rates[tool] = float(value)
-        except ValueError:
-            raise UsageError(f"--rate-limit {item!r}: {value!r} is not a number") from None
-        if rates[tool] <= 0:
-            raise UsageError(f"--rate-limit {item!r}: the rate must be above 0")
+            rates[tool] = checks.rate(value)
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"--rate-limit {item!r}: {e}") from None
     return rates
 
 
@@ -677,19 +701,17 @@ async def _answer(args: argparse.Namespace) -> int:
 def _budget_args(items: Sequence[str]) -> BudgetSpec | None:
     if not items:
         return None
-    values: dict[str, float] = {}
+    values: dict[str, float | int] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in ("max_cost_usd", "max_tokens"):
             raise UsageError(f"--raise-budget {item!r}: expected max_cost_usd=N or max_tokens=N")
+        check = checks.token_count if key == "max_tokens" else checks.amount
         try:
-            values[key] = float(value)
-        except ValueError:
-            raise UsageError(f"--raise-budget {item!r}: {value!r} is not a number") from None
-    tokens = values.get("max_tokens")
-    return BudgetSpec(
-        max_cost_usd=values.get("max_cost_usd"), max_tokens=int(tokens) if tokens else None
-    )
+            values[key] = check(value)
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"--raise-budget {item!r}: {e}") from None
+    return BudgetSpec.model_validate(values)
 
 
 async def _rollback(args: argparse.Namespace) -> int:
@@ -699,7 +721,8 @@ async def _rollback(args: argparse.Namespace) -> int:
     out.print(f"rolling back run {args.run_id} (workflow {wid})")
     if not args.wait:
         return OK
-    await client.get_workflow_handle(wid).result()
+    with contextlib.suppress(WorkflowFailureError):  # the status below says what failed
+        await client.get_workflow_handle(wid).result()
     state = await api.get_status(client, args.run_id)
     _summary(state, local.web_ui_link(args.address, args.namespace, args.run_id), out)
     return OK if state.status == "rolled_back" else NOT_SUCCEEDED
@@ -810,13 +833,14 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     try:
         ops.activate_profile(argv)  # before the parser: a profile sets its defaults
         args = _parser().parse_args(argv)
-        ops.settle_connection(args)
     except SystemExit as e:  # argparse already printed the problem
         return OK if e.code in (0, None) else BAD_INPUT
     except config.ConfigError as e:
         err.print(f"towline: {e}", markup=False)
         return BAD_INPUT
     try:
+        checks.settle(args)  # the environment's values, checked
+        ops.settle_connection(args)  # then the profile's, temporal.toml's, the defaults
         return asyncio.run(COMMANDS[args.command](args))
     except PlanError as e:
         err.print(str(e), markup=False)
@@ -825,6 +849,10 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         api.UnknownRun,
         api.RunExists,
         api.Refused,
+        api.BadInput,
+        checks.BadArgument,
+        BadAddress,
+        UnknownNamespace,
         UsageError,
         config.ConfigError,
         ScheduleError,
@@ -837,6 +865,10 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except api.NoWorker as e:
         err.print(f"towline: {e}", markup=False)
         return NO_SERVER
+    except RPCError as e:
+        code, message = _refused(e, args.address if "address" in args else None)
+        err.print(f"towline: {message}", markup=False)
+        return code
     except KeyboardInterrupt:
         return 130
     except Exception as e:
@@ -847,6 +879,26 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
             markup=False,
         )
         return NOT_SUCCEEDED
+
+
+# What the server says about a request, as input that cannot work (2); any other
+# refusal (unavailable, overloaded, not allowed, timed out) is the server's (3).
+_INPUT_REFUSED = (
+    RPCStatusCode.INVALID_ARGUMENT,
+    RPCStatusCode.NOT_FOUND,
+    RPCStatusCode.ALREADY_EXISTS,
+    RPCStatusCode.FAILED_PRECONDITION,
+    RPCStatusCode.OUT_OF_RANGE,
+)
+
+
+def _refused(error: RPCError, address: str | None) -> tuple[int, str]:
+    """The exit code and message for a request the Temporal server refused."""
+    where = f" at {address}" if address else ""
+    reason = f"{error.status.name.lower()}: {error.message}"
+    if error.status in _INPUT_REFUSED:
+        return BAD_INPUT, f"the Temporal server{where} rejected the request ({reason})"
+    return NO_SERVER, f"the Temporal server{where} refused the request ({reason})"
 
 
 def main() -> NoReturn:

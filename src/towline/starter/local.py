@@ -71,20 +71,42 @@ def _ours(pid: int, word: str) -> bool:
 
 
 def ui_url_for(address: str) -> str:
-    """The Web UI's base URL for a server address (from ``towline up``'s record if it matches)."""
+    """The Web UI's base URL for a server address.
+
+    ``TOWLINE_UI_URL`` when set (any server: the UI often has an address of its own);
+    else, for the server ``towline up`` or ``towline dev`` runs, the UI port it was
+    started with; else the dev server's default UI port on the server's host.
+    """
     if env := os.environ.get("TOWLINE_UI_URL"):
-        return env.rstrip("/")
+        return env.strip().rstrip("/")
     host, _, port = address.rpartition(":")
     try:
         info = json.loads(local().server_info.read_text())
-        if int(port) == info["port"] and info.get("ui_port"):
+        alive = _alive(int(info["pid"])) if "pid" in info else _read_pid(local().server_pid)
+        if alive and int(port) == info["port"] and info.get("ui_port"):
             return f"http://localhost:{info['ui_port']}"
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     host = host or "localhost"
-    if host in ("127.0.0.1", "0.0.0.0"):
+    if host in ("127.0.0.1", "0.0.0.0", "[::1]"):
         host = "localhost"
     return f"http://{host}:{config.DEFAULT_UI_PORT}"
+
+
+def record_server(pid: int, port: int, ui_port: int | None) -> None:
+    """Note the local server's ports, so Web UI links use its UI port (:func:`ui_url_for`)."""
+    loc = local()
+    loc.root.mkdir(parents=True, exist_ok=True)
+    loc.server_info.write_text(json.dumps({"pid": pid, "port": port, "ui_port": ui_port}))
+
+
+def forget_server(pid: int) -> None:
+    """Remove the record of the server ``pid``, if it is still the one recorded."""
+    try:
+        if json.loads(local().server_info.read_text()).get("pid") == pid:
+            local().server_info.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def web_ui_link(address: str, namespace: str, run_id: str) -> str:
@@ -105,7 +127,7 @@ def start_server(port: int, ui_port: int) -> tuple[int, bool]:
     )
     proc = devserver.start(opts, log=loc.root / "server.log", detach=True)
     loc.server_pid.write_text(str(proc.pid))
-    loc.server_info.write_text(json.dumps({"port": port, "ui_port": ui_port}))
+    record_server(proc.pid, port, ui_port)
     return proc.pid, True
 
 

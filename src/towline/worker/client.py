@@ -14,12 +14,14 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
-from temporalio.service import RPCError, TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from towline.config import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, ConfigError
 from towline.profiles import active as active_profile
@@ -42,6 +44,23 @@ class ServerUnreachable(Exception):
     def __init__(self, address: str, reason: str) -> None:
         super().__init__(f"cannot reach the Temporal server at {address}: {reason}")
         self.address = address
+
+
+class BadAddress(ValueError):
+    """An address that cannot name a server (``localhost:99999``)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot use the Temporal server address {address!r}: {reason}")
+
+
+class UnknownNamespace(LookupError):
+    """The server answers but has no such namespace: a bad argument, not a bad server."""
+
+    def __init__(self, namespace: str, address: str) -> None:
+        super().__init__(
+            f"the Temporal server at {address} has no namespace '{namespace}' "
+            "(--namespace, env TEMPORAL_NAMESPACE)"
+        )
 
 
 @dataclass(frozen=True)
@@ -170,7 +189,8 @@ async def connect(
     plain: bool = False,
     **options: Any,
 ) -> Client:
-    """Connect with towline's data converter, or raise :class:`ServerUnreachable` quickly.
+    """Connect with towline's data converter, or raise :class:`ServerUnreachable` quickly
+    (:class:`BadAddress` when the address cannot name a server).
 
     ``address`` and ``namespace`` win over every other source when given (see the module's
     docstring); ``options`` go to :meth:`Client.connect` as they are.
@@ -183,6 +203,8 @@ async def connect(
         )
     except TimeoutError:
         raise ServerUnreachable(conn.address, f"no answer within {timeout:g}s") from None
+    except ValueError as e:  # the SDK's "invalid target URL: ..."
+        raise BadAddress(conn.address, str(e)) from None
     except RuntimeError as e:
         raise ServerUnreachable(conn.address, _cause(str(e), conn)) from None
 
@@ -221,6 +243,24 @@ def _cause(error: str, conn: Connection) -> str:
             f"(or TEMPORAL_TLS=true for the system's CAs) [{last}]"
         )
     return last
+
+
+async def check_namespace(client: Client, address: str) -> None:
+    """Raise :class:`UnknownNamespace` if the server has no ``client.namespace``.
+
+    Without this, every later call would fail with a "not found" that reads like an
+    unknown run. Credentials that may not describe the namespace pass: their calls will
+    tell.
+    """
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace), timeout=timedelta(seconds=10)
+        )
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownNamespace(client.namespace, address) from None
+        if e.status not in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            raise
 
 
 async def wait_until_serving(address: str, namespace: str, *, timeout: float = 60.0) -> Client:

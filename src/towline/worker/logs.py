@@ -10,6 +10,10 @@ Every line about a run carries its ids, wherever it comes from:
   the task and attempt from :data:`tool_call_ids`, which the worker's activity
   interceptor sets for the call;
 - towline's own lines may say them outright in ``extra["towline"]``, which wins.
+
+Whatever logs it (towline, the SDK, a library such as the MCP client quoting what a
+server printed), no line leaves the process with a secret the worker holds in it: the
+one handler :func:`configure` installs redacts each formatted line (:class:`Redactor`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ import contextvars
 import datetime
 import json
 import logging
+import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from temporalio import activity, workflow
 
+from towline.activities import secrets
 from towline.state import RUN_WORKFLOW, WORKSTREAM_WORKFLOW
 
 LogFormat = Literal["text", "json"]
@@ -108,15 +115,73 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{where}]"
 
 
+_REDACTED = "***"
+_FRAGMENT = 4  # characters of a secret cut short by an ellipsis that are still hidden
+_ELLIPSES = (r"\.\.\.", "\u2026")
+
+
+class Redactor:
+    """Hides secret values in text: whole, as ``repr`` or JSON would quote them, and the
+    pieces of one that a truncating formatter (pydantic's ``input_value='abc...xyz'``)
+    cut at an ellipsis.
+
+    ``held`` gives the values to hide; the pattern is rebuilt only when they change.
+    """
+
+    def __init__(self, held: Callable[[], list[str]] = secrets.held) -> None:
+        self._held = held
+        self._key: tuple[str, ...] | None = None
+        self._pattern: re.Pattern[str] | None = None
+
+    def __call__(self, text: str) -> str:
+        values = tuple(self._held())
+        if values != self._key:
+            self._key, self._pattern = values, _pattern(values)
+        return self._pattern.sub(_REDACTED, text) if self._pattern is not None else text
+
+
+def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
+    forms = {f for v in values if v for f in (v, repr(v)[1:-1], json.dumps(v)[1:-1])}
+    if not forms:
+        return None
+    whole = [re.escape(f) for f in sorted(forms, key=len, reverse=True)]
+    pieces: list[str] = []
+    for v in values:
+        if len(v) > _FRAGMENT:
+            cuts = range(len(v) - 1, _FRAGMENT - 1, -1)
+            before = "|".join(re.escape(v[:k]) for k in cuts)
+            after = "|".join(re.escape(v[-k:]) for k in cuts)
+            pieces.append(f"(?:{before})(?={'|'.join(_ELLIPSES)})")
+            pieces.extend(f"(?<={e})(?:{after})" for e in _ELLIPSES)
+    return re.compile("|".join(whole + pieces))
+
+
+class RedactingHandler(logging.StreamHandler):
+    """A stream handler whose every line, message, traceback and fields alike, is
+    redacted of the worker's secrets."""
+
+    def __init__(self, redact: Callable[[str], str] | None = None) -> None:
+        super().__init__()
+        self.redact = redact or Redactor()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+
 def configure(fmt: LogFormat = "text", *, level: int | str = logging.INFO) -> None:
-    """Send the process's logs to stderr in ``fmt``, replacing any handler set before."""
-    handler = logging.StreamHandler()
+    """Send the process's logs to stderr in ``fmt``, replacing any handler set before.
+
+    Every logger's records, and Python's warnings, go through one
+    :class:`RedactingHandler`.
+    """
+    handler = RedactingHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)
     # The SDK appends the workflow's or activity's details to each message; the ids
     # already have their own fields (json) or bracket (text).
     workflow.logger.workflow_info_on_message = False

@@ -29,7 +29,7 @@ from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
 from towline.retention import holdings, schedule
 from towline.worker import metrics, tracing
-from towline.worker.client import connect
+from towline.worker.client import check_namespace, connect
 from towline.worker.http import HttpEndpoint, Probes, Readiness
 from towline.worker.interceptors import TowlineInterceptor
 from towline.worker.recorder import HistoryInterceptor
@@ -166,7 +166,8 @@ async def serve(opts: WorkerOptions) -> None:
     """Run a worker with its telemetry until SIGINT or SIGTERM.
 
     Raises :class:`~towline.worker.client.ServerUnreachable` when Temporal cannot be
-    reached, :class:`~towline.worker.http.EndpointError` when the HTTP port cannot be
+    reached, :class:`~towline.worker.client.UnknownNamespace` when it has no such
+    namespace, :class:`~towline.worker.http.EndpointError` when the HTTP port cannot be
     bound, and :class:`~towline.worker.tracing.TracingConfigError` for unusable
     ``OTEL_*`` settings.
     """
@@ -182,6 +183,7 @@ async def serve(opts: WorkerOptions) -> None:
         )
         if sid := await schedule.install_from_environment(client, opts.task_queue):
             log.info("daily towline gc: schedule %s", sid)
+        await check_namespace(client, opts.address)
         await run_worker(
             client,
             opts.task_queue,

@@ -455,7 +455,8 @@ async def _call(
     retry = retry_spec(spec, env)
     try:
         if facts(tool).in_workflow:
-            await _run_in_workflow(spec, args)
+            if (failed := await _run_in_workflow(spec, args)) is not None:
+                return failed
             if main:
                 state.attempts += 1
             return None
@@ -560,9 +561,17 @@ async def rollback_task(
         state.rollback_error = error
 
 
-async def _run_in_workflow(spec: TaskSpec, args: dict[str, Any]) -> None:
+async def _run_in_workflow(spec: TaskSpec, args: dict[str, Any]) -> ErrorInfo | None:
+    """A tool run by the workflow itself; why it failed (a bad input known only now)."""
     if spec.tool == "wait":
-        await workflow.sleep(parse_duration(args["for"]), summary=f"{spec.id}: wait")
+        try:
+            delay = parse_duration(args.get("for", ""))
+        except ValueError as e:  # e.g. an expression that resolved to no duration
+            return ErrorInfo(
+                category="validation", message=f"with.for: {e}", hint=hint_for("validation")
+            )
+        await workflow.sleep(delay, summary=f"{spec.id}: wait")
+    return None
 
 
 def _end(
