@@ -49,6 +49,13 @@ class Step(ToolInput):
     category: Literal["tool", "validation"] = "tool"
     tokens: int = 0
     cancel_run: bool = Field(False, description="cancel the run during attempt 1")
+    # After cancel_run, how long to wait (seconds) for the cancel to reach this call
+    # before finishing normally (a saga's call is not cancelled: it runs to its end).
+    cancel_wait: float = 30.0
+    die_on_cancel: bool = Field(
+        False, description="when cancelled, stop heartbeating and hang, as a dead worker"
+    )
+    seconds: float = Field(0.0, description="run this long, heartbeating")
 
 
 class FakeInput(ToolInput):
@@ -72,6 +79,10 @@ class Call:
 @dataclass
 class Ledger:
     calls: dict[str, list[Call]] = field(default_factory=lambda: defaultdict(list))
+    # When each call began (loop time), by run: (workstream, activity id, time).
+    starts: dict[str, list[tuple[str, str, float]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     client: Client | None = None
 
     def of(self, run_id: str) -> list[Call]:
@@ -85,6 +96,8 @@ async def _fake(args: FakeInput, ctx: ToolContext) -> dict[str, Any]:
     info = activity.info()
     step = args.script.get(info.activity_id) or Step(tokens=args.tokens)
     calls = LEDGER.of(ctx.run_id)
+    loop = asyncio.get_running_loop()
+    LEDGER.starts[ctx.run_id].append((ctx.workstream, info.activity_id, loop.time()))
 
     def record(outcome: Outcome) -> None:
         calls.append(
@@ -101,14 +114,20 @@ async def _fake(args: FakeInput, ctx: ToolContext) -> dict[str, Any]:
 
     if step.tokens:
         spend(Usage(tokens=step.tokens))
+    wait = step.seconds
     if step.cancel_run and info.attempt == 1 and LEDGER.client is not None:
         await LEDGER.client.get_workflow_handle(ctx.run_id).cancel()
+        wait = max(wait, step.cancel_wait)
+    if wait:
         try:
-            while True:  # until the cancel reaches this call (heartbeats carry it)
-                activity.heartbeat()
+            deadline = asyncio.get_running_loop().time() + wait
+            while asyncio.get_running_loop().time() < deadline:
+                activity.heartbeat()  # a cancel reaches the call on a heartbeat
                 await asyncio.sleep(0.1)
         except asyncio.CancelledError:
             record("cancelled")
+            if step.die_on_cancel:
+                await asyncio.sleep(25)  # no heartbeat past its timeout: a "dead" worker
             raise
     if info.attempt in step.fail:
         record("fail")

@@ -195,6 +195,9 @@ class RunInput(BaseModel):
         default_factory=dict,
         description="'ws.task' -> the outputs of tasks that succeeded in the run retried",
     )
+    max_history: int | None = Field(
+        None, description="events before a workflow continues-as-new (default: towline's)"
+    )
     notified: NotifyCarry | None = Field(
         None, description="notifications' sequence and waits, kept across continue-as-new"
     )
@@ -237,3 +240,6 @@ class WorkstreamInput(BaseModel):
     # Set by runs since workstreams send their signals one at a time; absent (False) in
     # the input of workstreams started before, which replay as they ran.
     signals_in_order: bool = False
+    max_history: int | None = Field(
+        None, description="events before it continues-as-new (default: towline's)"
+    )

@@ -125,11 +125,13 @@ async def start_run(
     retry_of: str | None = None,
     reuse: dict[str, TaskView] | None = None,
     workspace_of: str | None = None,
+    max_history: int | None = None,
 ) -> str:
     """Start a run of ``plan`` and return its run id (the run workflow's id).
 
     ``search_attributes=False`` is for servers without towline's search attributes
-    registered (the time-skipping test server cannot register any). Raises
+    registered (the time-skipping test server cannot register any). ``max_history``
+    makes its workflows continue-as-new sooner (tests). Raises
     :class:`BadInput` for a malformed ``run_id``, and PlanError for a plan past the
     limits or a run input too large for its worker (:func:`check_run_input`).
     """
@@ -145,6 +147,7 @@ async def start_run(
         retry_of=retry_of,
         reuse=reuse or {},
         workspace_of=workspace_of,
+        max_history=max_history,
     )
     await check_run_input(client, run_input)
     try:

@@ -282,6 +282,7 @@ class RunWorkflow:
                 workspace_of=self._inp.workspace_of,
                 rollback=ws.settings.rollback or plan.settings.rollback or "auto",
                 signals_in_order=True,
+                max_history=self._inp.max_history,
             ),
             id=workstream_workflow_id(self._inp.run_id, ws.id),
             result_type=WorkstreamState,

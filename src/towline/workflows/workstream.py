@@ -348,7 +348,7 @@ class WorkstreamWorkflow:
         info = workflow.info()
         return (
             info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+            or info.get_current_history_length() > (self._inp.max_history or MAX_HISTORY_EVENTS)
         )
 
     def _all_finished(self) -> bool:
