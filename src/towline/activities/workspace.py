@@ -39,9 +39,10 @@ from temporalio.exceptions import ApplicationError
 
 from towline.activities import repo as git_repo
 from towline.activities.artifacts import safe_component
-from towline.config import artifacts_root, home, workspaces_root
+from towline.config import home, workspaces_root
 from towline.errors import hint_for
 from towline.plan.spec import RepoSpec
+from towline.store import store_url
 
 DEFAULT_KEEP = "on_failure"  # of a workstream without repo (RepoSpec.keep's default too)
 
@@ -179,7 +180,10 @@ async def _is_repository(folder: Path) -> bool:
 
 def _copy(source: Path, dest: Path) -> None:
     """Copy a folder that is not a repository; links are copied as links, not followed."""
-    own = {home(), workspaces_root(), artifacts_root()}
+    own = {home(), workspaces_root()}
+    for folder in (os.environ.get("TOWLINE_ARTIFACTS"), store_url()):
+        if folder and "://" not in folder:
+            own.add(Path(folder).resolve())
 
     def skip(folder: str, names: list[str]) -> set[str]:
         # towline's own folders may sit inside the source: never copy a workspace into itself.

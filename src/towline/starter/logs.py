@@ -92,7 +92,7 @@ def _artifact(key: str, ref: str) -> Section:
         return Section(f"{key}: {ref}", read_artifact(ref))
     except (FileNotFoundError, ValueError) as e:
         note = (
-            f"({e}; artifacts live on the machine of the worker that ran the task, "
-            "under its TOWLINE_ARTIFACTS or TOWLINE_HOME)\n"
+            f"({e}; artifacts live in the store the workers share: set TOWLINE_STORE "
+            "as they have it, or TOWLINE_ARTIFACTS if they set that)\n"
         )
         return Section(f"{key}: {ref}", note.encode())
