@@ -24,7 +24,7 @@ from towline.state import RunState
 from towline.worker import devserver
 from towline.worker.client import wait_until_serving
 from towline.worker.converter import DATA_CONVERTER
-from towline.worker.main import build_tool_workers, build_worker
+from towline.worker.main import build_workers
 
 RunPlan = Callable[..., Awaitable[RunState]]
 
@@ -58,13 +58,11 @@ def towline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 async def task_queue(client: Client, towline_home: Path) -> AsyncIterator[str]:
-    """A task queue of the test's own, polled by an in-process towline worker."""
+    """A task queue of the test's own, polled by an in-process towline worker (which
+    holds the workspaces it prepares on a queue of its own, as `towline worker` does)."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
     async with contextlib.AsyncExitStack() as stack:
-        for worker in (
-            build_worker(client, queue, sandboxed=True),
-            *build_tool_workers(client, queue),
-        ):
+        for worker in build_workers(client, queue, holder_queue=f"{queue}/me", sandboxed=True):
             await stack.enter_async_context(worker)
         yield queue
 

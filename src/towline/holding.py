@@ -73,6 +73,15 @@ class HoldRequest(BaseModel):
     )
 
 
+class Holding(BaseModel):
+    """A workstream's workspace as its workflow knows it: who holds it, and the newest
+    snapshot of a call that succeeded there (what a takeover restores)."""
+
+    held: HeldWorkspace
+    number: int = Field(1, description="1 for the first holder, +1 for each takeover")
+    snapshot: Snapshot | None = None
+
+
 def newer(a: Snapshot | None, b: Snapshot | None) -> Snapshot | None:
     """The later of two snapshots, either may be missing.
 

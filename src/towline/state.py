@@ -6,12 +6,13 @@ the boundary between workflows, the CLI and scripts, so they are plain pydantic 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
+from towline.holding import Holding, Restore
 from towline.plan.spec import (
     BreakerSpec,
     Defaults,
@@ -118,6 +119,9 @@ class WorkstreamState(BaseModel):
     status: Status = "pending"
     tasks: dict[str, TaskState] = Field(default_factory=dict)
     reason: str | None = None
+    holding: Holding | None = Field(
+        None, description="its workspace: the worker holding it, its newest snapshot"
+    )
     started_at: datetime | None = None
     ended_at: datetime | None = None
 
@@ -160,6 +164,10 @@ class RunInput(BaseModel):
         default_factory=dict,
         description="'ws.task' -> the outputs of tasks that succeeded in the run retried",
     )
+    restore: dict[str, Restore] = Field(
+        default_factory=dict,
+        description="workstream -> the workspace as the run retried left it (its snapshot)",
+    )
 
 
 class WorkstreamInput(BaseModel):
@@ -196,3 +204,12 @@ class WorkstreamInput(BaseModel):
     )
     retry_of: str | None = None
     workspace_of: str | None = None
+    # Set by runs since workspaces are held by one worker and taken over from snapshots
+    # when it dies; absent (None) in the input of workstreams started before, which
+    # replay without holding.
+    takeover: timedelta | None = Field(
+        None, description="how soon a workspace whose holder died is held elsewhere"
+    )
+    restore: Restore | None = Field(
+        None, description="start from this workspace (a retry: the run retried's snapshot)"
+    )

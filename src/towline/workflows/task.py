@@ -43,8 +43,9 @@ from towline.plan.spec import (
     WorkstreamSpec,
 )
 from towline.state import Decision, ErrorInfo, Status, TaskState, Usage, WaitingFor
-from towline.toolcall import ToolCall, ToolContext, ToolResult
+from towline.toolcall import ToolCall, ToolContext
 from towline.workflows import breaker
+from towline.workflows.affinity import Affinity, execute_tool
 
 # A tool heartbeats every second while it runs; a worker that stops doing so has died,
 # and the attempt is retried elsewhere after this long.
@@ -96,6 +97,7 @@ class TaskEnv:
     plan: str = ""  # the plan's name
     failure_policy: FailurePolicy = "fail_fast"
     breaker: BreakerSpec = dataclasses.field(default_factory=BreakerSpec)  # settings.breaker
+    affinity: Affinity | None = None  # the worker holding the workspace gets its calls
 
 
 def attempt_timeout(spec: TaskSpec, env: TaskEnv) -> timedelta:
@@ -334,7 +336,8 @@ async def _call(
             if main:
                 state.attempts = 1
             return None
-        result = await workflow.execute_activity(
+        result = await execute_tool(
+            env.affinity,
             tool,
             ToolCall(
                 context=ToolContext(
@@ -348,7 +351,6 @@ async def _call(
                 args=args,
                 cache=spec.cache if main else None,
             ),
-            result_type=ToolResult,
             task_queue=facts(tool).queue(workflow.info().task_queue),
             activity_id=_activity_id(spec.id, state, label, main),
             summary=f"{spec.id}: {tool}" if main else f"{spec.id}: {label} ({tool})",
