@@ -38,7 +38,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from towline import estimates
 from towline.config import DEFAULT_TASK_QUEUE
-from towline.plan.spec import BudgetSpec, PlanSpec
+from towline.holding import Restore
+from towline.plan.spec import DEFAULT_TAKEOVER, BudgetSpec, PlanSpec
 from towline.state import (
     FINISHED,
     LABELS_KEY,
@@ -54,6 +55,7 @@ from towline.state import (
     WorkstreamState,
     workstream_workflow_id,
 )
+from towline.store import open_store
 from towline.workflows.rollback import (
     ROLLBACK_WORKFLOW,
     RollbackInput,
@@ -82,6 +84,24 @@ class NoWorker(RuntimeError):
     """A query went unanswered: no worker polls the run's task queue."""
 
 
+class BadRunId(ValueError):
+    """A run id with characters the contract does not allow."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' and '-'")
+
+
+RUN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if the contract allows it (``BadRunId`` otherwise): a ``/`` would make
+    it another run's workstream id (``<run>/<workstream>``)."""
+    if not RUN_ID.match(run_id) or run_id in (".", ".."):
+        raise BadRunId(run_id)
+    return run_id
+
+
 def new_run_id(plan_name: str) -> str:
     """``<plan name as a slug>-<6 hex>``, e.g. ``bump-deps-7f3a2c``."""
     slug = re.sub(r"[^a-z0-9]+", "-", plan_name.lower()).strip("-")[:60] or "run"
@@ -99,16 +119,19 @@ async def start_run(
     retry_of: str | None = None,
     reuse: dict[str, TaskView] | None = None,
     workspace_of: str | None = None,
+    restore: dict[str, Restore] | None = None,
 ) -> str:
     """Start a run of ``plan`` and return its run id (the run workflow's id).
 
     ``search_attributes=False`` is for servers without towline's search attributes
     registered (the time-skipping test server cannot register any).
     """
-    rid = run_id or new_run_id(plan.name)
+    rid = check_run_id(run_id) if run_id is not None else new_run_id(plan.name)
     labels = [f"{k}={v}" for k, v in sorted(plan.labels.items())]
     # Workflows need concrete durations: `timeout: auto` is settled here, from history.
     plan = await asyncio.to_thread(estimates.resolve_from_history, plan)
+    # Files the plan names travel with the run: no worker reads this machine's disk.
+    plan = await asyncio.to_thread(_pack_files, plan, Path(plan_dir).resolve())
     try:
         await client.start_workflow(
             RUN_WORKFLOW,
@@ -119,6 +142,7 @@ async def start_run(
                 retry_of=retry_of,
                 reuse=reuse or {},
                 workspace_of=workspace_of,
+                restore=restore or {},
             ),
             id=rid,
             task_queue=task_queue,
@@ -138,6 +162,23 @@ async def start_run(
     except WorkflowAlreadyStartedError:
         raise RunExists(rid) from None
     return rid
+
+
+def _pack_files(plan: PlanSpec, plan_dir: Path) -> PlanSpec:
+    from towline.activities import plan_files
+    from towline.activities.tools import TOOLS
+
+    fields = {name: plan_files.file_fields(t.input_model) for name, t in TOOLS.items()}
+    return plan_files.pack(plan, plan_dir, open_store(), fields)
+
+
+def _restore_points(state: RunState) -> dict[str, Restore]:
+    """Each held workspace of a finished run, as its newest snapshot left it."""
+    return {
+        wid: Restore(snapshot=ws.holding.snapshot)
+        for wid, ws in state.workstreams.items()
+        if ws.holding is not None
+    }
 
 
 async def _query(client: Client, workflow_id: str, result_type: type) -> object:
@@ -288,6 +329,7 @@ async def retry_run(
         retry_of=run_id,
         reuse=reuse,
         workspace_of=original.workspace_of or run_id,
+        restore=_restore_points(state),
     )
 
 
@@ -305,7 +347,12 @@ async def rollback_run(client: Client, run_id: str, *, task_queue: str = DEFAULT
         await client.start_workflow(
             ROLLBACK_WORKFLOW,
             RollbackInput(
-                run_id=run_id, plan=original.plan, plan_dir=original.plan_dir, tasks=tasks
+                run_id=run_id,
+                plan=original.plan,
+                plan_dir=original.plan_dir,
+                tasks=tasks,
+                takeover=original.plan.settings.takeover or DEFAULT_TAKEOVER,
+                restore=_restore_points(state),
             ),
             id=rollback_workflow_id(run_id),
             task_queue=task_queue,

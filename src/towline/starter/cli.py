@@ -713,7 +713,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except PlanError as e:
         err.print(str(e), markup=False)
         return BAD_INPUT
-    except (api.UnknownRun, api.RunExists, api.Refused, UsageError) as e:
+    except (api.UnknownRun, api.RunExists, api.Refused, api.BadRunId, UsageError) as e:
         err.print(f"towline: {e}", markup=False)
         return BAD_INPUT
     except ServerUnreachable as e:
