@@ -82,8 +82,8 @@ from typing import Any
 from pydantic import Field
 
 from towline.activities.base import ToolInput, tool
-from towline.toolcall import ToolContext
 from towline.errors import ToolError
+from towline.toolcall import ToolContext
 
 
 class {model}(ToolInput):
