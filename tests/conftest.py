@@ -18,6 +18,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from tests.s3server import S3Server, s3_server
 from towline.plan.load import check_data
 from towline.starter import api
 from towline.state import RunState
@@ -41,6 +42,13 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"{opts.ip}:{opts.port}"
     finally:
         devserver.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (SeaweedFS) for the session, with a bucket ``towline``."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

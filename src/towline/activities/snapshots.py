@@ -134,7 +134,9 @@ async def _git_snapshot(workspace: Path, base: str | None) -> tuple[dict[str, An
     tips = [tree, *([index_tree] if index_tree else []), *sorted(set(refs.values()))]
     if head:
         tips.append(head)
-    revs = "\n".join([*tips, *(["--not", base] if base else [])]) + "\n"
+    # The base's tree is named too: rev-list leaves out what a negative commit's tree
+    # holds only when that tree is itself named (the trees here hang from no commit).
+    revs = "\n".join([*tips, *(["--not", base, f"{base}^{{tree}}"] if base else [])]) + "\n"
     packed = await git_repo.git(
         workspace, "pack-objects", "--revs", "--stdout", "-q", input=revs.encode()
     )
