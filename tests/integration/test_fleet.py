@@ -65,7 +65,8 @@ class Fleet:
     def holder(self, state: RunState, ws: str) -> str:
         """The name of the worker holding ``ws``'s workspace (its queue names its pid)."""
         holding = state.workstreams[ws].holding
-        assert holding is not None and holding.held.queue is not None
+        assert holding is not None
+        assert holding.held.queue is not None
         pid = int(holding.held.queue.rsplit("-", 2)[-2])
         return next(n for n, w in self.workers.items() if w.proc.pid == pid)
 
@@ -199,7 +200,8 @@ async def test_killing_the_holder_mid_task_loses_nothing(
 
     assert state.status == "succeeded", f"{state.model_dump_json(indent=1)}\n{fleet.logs()}"
     holding = state.workstreams["w"].holding
-    assert holding is not None and holding.number == 2  # taken over once
+    assert holding is not None
+    assert holding.number == 2  # taken over once
     assert fleet.holder(state, "w") != killed
     # Every task ran to its end once; only the one cut short by the kill started twice.
     for tid in ("slow", "next", "last"):
@@ -253,7 +255,8 @@ async def test_killing_the_holder_during_a_rollback_finishes_the_rollback(
     assert state.status == "rolled_back", f"{state.model_dump_json(indent=1)}\n{fleet.logs()}"
     assert tasks_state["add"].status == tasks_state["apply"].status == "rolled_back"
     holding = state.workstreams["w"].holding
-    assert holding is not None and holding.number == 2
+    assert holding is not None
+    assert holding.number == 2
     # The rollback cut short ran again on the new holder, in the workspace as the task
     # it undoes left it (patched, with its line), and finished once.
     assert _lines(ledger, "start", "undo") == ["start undo 1 added,"] * 2

@@ -3,7 +3,6 @@ is exactly what git (and the file system) showed when it was taken."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -96,7 +95,7 @@ async def test_a_scratch_repository_without_commits_is_restored_into_an_empty_fo
 ) -> None:
     work = tmp_path / "scratch"
     work.mkdir()
-    subprocess.run(["git", "init", "--quiet", str(work)], check=True)
+    git(work, "init", "--quiet")
     (work / "x.txt").write_text("x\n")
     git(work, "add", "x.txt")
     (work / "y.txt").write_text("y\n")

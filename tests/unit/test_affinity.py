@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from temporalio.api.enums.v1 import RetryState
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    RetryState,
     TimeoutError,
     TimeoutType,
 )
@@ -26,7 +26,7 @@ def _activity_error(cause: BaseException) -> ActivityError:
         identity="",
         activity_type="shell",
         activity_id="t",
-        retry_state=RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE,
+        retry_state=RetryState.NON_RETRYABLE_FAILURE,
     )
     err.__cause__ = cause
     return err

@@ -17,8 +17,11 @@ def test_tools_run_in_the_workflow_exactly_when_they_have_no_activity() -> None:
 
 def test_a_tool_missing_from_the_catalogue_is_assumed_to_need_and_change_the_workspace() -> None:
     new = facts("my.new-tool")
-    assert new.workspace and new.changes_workspace
-    assert not new.in_workflow and not new.own_queue and not new.usage
+    assert new.workspace
+    assert new.changes_workspace
+    assert not new.in_workflow
+    assert not new.own_queue
+    assert not new.usage
 
 
 def test_own_queue_tools_get_a_queue_named_after_the_tool() -> None:

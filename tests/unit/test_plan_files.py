@@ -52,12 +52,14 @@ def test_every_literal_file_a_plan_names_travels_inline_when_small(
     packed = plan_files.pack(plan, tmp_path / "plan", store, FIELDS)
 
     task = packed.workstreams[0].tasks[0]
-    assert packed.defaults.on_failure is not None and packed.defaults.on_failure.fix is not None
+    assert packed.defaults.on_failure is not None
+    assert packed.defaults.on_failure.fix is not None
+    assert task.rollback is not None
     refs = [
         task.with_["patch"],
         task.rollback.with_["patch"],
         packed.defaults.on_failure.fix.with_["patch"],
-    ]  # type: ignore[union-attr]
+    ]
     digest = hashlib.sha256(b"--- a/x\n+++ b/x\n").hexdigest()
     assert (
         refs
