@@ -24,6 +24,7 @@ A snapshot object is one JSON line (the manifest) followed by the payload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -86,8 +87,10 @@ async def restore(workspace: Path, snap: Snapshot, *, store: Store | None = None
 # ------------------------------------------------------------------ git repositories
 
 
-async def _git(workspace: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    done = await git_repo.git(workspace, *args, env=env)
+async def _git(
+    workspace: Path, *args: str, env: dict[str, str] | None = None, quick: bool = True
+) -> str:
+    done = await git_repo.git(workspace, *args, env=env, quick=quick)
     if done.code != 0:
         raise SnapshotError(f"git {args[0]} in {workspace} failed: {git_repo.message(done)}")
     return done.out
@@ -120,16 +123,25 @@ async def _git_snapshot(workspace: Path, base: str | None) -> tuple[dict[str, An
         sha, _, name = line.partition(" ")
         refs[name] = sha
     head = refs.get(branch) if branch else detached
+    # The working tree's index is kept between snapshots: its stat cache says which files
+    # changed since the last one, so only those are read again (a copy of the real one
+    # would re-read every file a fresh clone wrote in the same second as its index).
+    kept = git_dir / "towline-snapshot-index"
     with tempfile.TemporaryDirectory(prefix="towline-snapshot-") as tmp:
-        index = Path(tmp) / "index"
+        index, worktree = Path(tmp) / "index", Path(tmp) / "worktree-index"
         if (git_dir / "index").exists():
-            # A copy keeps git's stat cache: only files that changed are read again.
+            # Copies: git would write the real one (and fail on a tool's lock).
             shutil.copyfile(git_dir / "index", index)
-        env = {"GIT_INDEX_FILE": str(index)}
-        staged = await git_repo.git(workspace, "write-tree", env=env)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copyfile(kept if kept.exists() else index, worktree)
+        staged = await git_repo.git(
+            workspace, "write-tree", env={"GIT_INDEX_FILE": str(index)}, quick=True
+        )
         index_tree = staged.out.strip() if staged.code == 0 else None  # None: unmerged
+        env = {"GIT_INDEX_FILE": str(worktree)}
         await _git(workspace, "add", "--all", env=env)
         tree = (await _git(workspace, "write-tree", env=env)).strip()
+        os.replace(worktree, kept)
     # Every object these reach that the base does not: trees, blobs, commits made.
     tips = [tree, *([index_tree] if index_tree else []), *sorted(set(refs.values()))]
     if head:
@@ -138,7 +150,7 @@ async def _git_snapshot(workspace: Path, base: str | None) -> tuple[dict[str, An
     # holds only when that tree is itself named (the trees here hang from no commit).
     revs = "\n".join([*tips, *(["--not", base, f"{base}^{{tree}}"] if base else [])]) + "\n"
     packed = await git_repo.git(
-        workspace, "pack-objects", "--revs", "--stdout", "-q", input=revs.encode()
+        workspace, "pack-objects", "--revs", "--stdout", "-q", input=revs.encode(), quick=True
     )
     if packed.code != 0:
         raise SnapshotError(f"git pack-objects in {workspace} failed: {git_repo.message(packed)}")
