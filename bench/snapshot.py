@@ -43,8 +43,10 @@ def _git(cwd: Path, *args: str) -> str:
         cwd=cwd,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.strip()}")
     return done.stdout
 
 

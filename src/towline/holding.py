@@ -78,7 +78,11 @@ class Holding(BaseModel):
     snapshot of a call that succeeded there (what a takeover restores)."""
 
     held: HeldWorkspace
-    number: int = Field(1, description="1 for the first holder, +1 for each takeover")
+    number: int = Field(
+        1,
+        description="1 for the first holder, +1 for each takeover; a workspace restored "
+        "at its start (a retry) counts on from its snapshot's",
+    )
     snapshot: Snapshot | None = None
 
 

@@ -91,9 +91,18 @@ class Affinity:
         self._taking_over = False
 
     async def hold(self, restore: Restore | None) -> str:
-        """Hold the workspace (unless held already, as after continue-as-new); its path."""
+        """Hold the workspace (unless held already, as after continue-as-new); its path.
+
+        ``restore``: from a snapshot (a retry's start), which is then the newest, and
+        older than any this holding takes (another machine's clock cannot say so).
+        """
         if self.holding is None:
-            self.holding = Holding(held=await self._hold(restore))
+            snapshot = restore.snapshot if restore is not None else None
+            self.holding = Holding(
+                held=await self._hold(restore),
+                number=snapshot.holding + 1 if snapshot is not None else 1,
+                snapshot=snapshot,
+            )
         return self.holding.held.path
 
     async def _hold(self, restore: Restore | None) -> HeldWorkspace:
