@@ -1,5 +1,6 @@
 """`towline retry` and `towline rollback` start from the runs' snapshots, not from
-whatever folder a worker happens to have (or not have)."""
+whatever folder a worker happens to have (or not have); and a workspace a worker
+cannot make says why."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from tests.conftest import RunPlan
 from tests.helpers import make_repo, sh
 from towline.activities.workspace import workspace_path
 from towline.plan.load import check_data
@@ -76,3 +78,14 @@ async def test_a_rollback_after_the_workspace_is_gone_acts_on_its_snapshot(
     assert make.rollback_error is None, make.rollback_error
     assert make.status == "rolled_back"
     assert state.status == "rolled_back"
+
+
+async def test_a_repo_path_the_worker_cannot_see_fails_naming_it_and_suggesting_a_url(
+    run_plan: RunPlan, tmp_path: Path
+) -> None:
+    state = await run_plan(_plan([sh("t", "true")]), plan_dir=tmp_path / "elsewhere")
+
+    reason = state.workstreams["w"].reason or ""
+    assert state.status == "failed"
+    assert "repo.path 'repo' does not exist on this worker" in reason
+    assert "give the repository as repo.url" in reason
