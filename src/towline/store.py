@@ -85,6 +85,10 @@ class Store(ABC):
         """The object's own file, when the store is a folder (tools write it in place)."""
         return None
 
+    @abstractmethod
+    def check(self) -> None:
+        """Raise :class:`StoreError` if this process cannot use the store at all."""
+
     def where(self, key: str) -> str:
         """Where the object lives, for messages."""
         return f"{self.location.rstrip('/')}/{key}"
@@ -106,6 +110,10 @@ class FolderStore(Store):
 
     def local_path(self, key: str) -> Path:
         return self._path(key)
+
+    def check(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the store {self.root} is not a folder")
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -181,6 +189,9 @@ class S3Store(Store):
                 config = Config(retries={"max_attempts": 5, "mode": "standard"})
                 self._client = boto3.client("s3", config=config)
             return self._client
+
+    def check(self) -> None:
+        _ = self.client  # boto3 is installed, and the AWS_* settings parse
 
     def _key(self, key: str) -> str:
         check_key(key)

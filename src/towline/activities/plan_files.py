@@ -48,8 +48,15 @@ def file_fields(model: type[BaseModel]) -> set[str]:
 def pack(plan: PlanSpec, plan_dir: Path, store: Store, fields: Mapping[str, set[str]]) -> PlanSpec:
     """``plan`` with every literal plan-file value replaced by a reference to its content.
 
-    ``fields`` maps each tool to its plan-file fields (:func:`file_fields`).
+    ``fields`` maps each tool to its plan-file fields (:func:`file_fields`). A plan that
+    names no file is returned as it is (a plan of thousands of tasks is not copied).
     """
+    if not any(
+        isinstance(value := args.get(key), str) and _candidate(value, plan_dir)
+        for tool, args in _calls(plan)
+        for key in fields.get(tool, ())
+    ):
+        return plan
     out = plan.model_copy(deep=True)
     budget = [INLINE_TOTAL]
     for tool, args in _calls(out):
@@ -77,10 +84,15 @@ def _calls(plan: PlanSpec) -> Iterator[tuple[str, dict[str, Any]]]:
             yield from fix(task.on_failure)
 
 
+def _candidate(value: str, plan_dir: Path) -> bool:
+    """Whether a plan-file value names a file the starter can read."""
+    return "${{" not in value and "://" not in value and (plan_dir / value).is_file()
+
+
 def _reference(
     value: str, plan_dir: Path, store: Store, budget: list[int]
 ) -> dict[str, Any] | None:
-    if "${{" in value or "://" in value:
+    if not _candidate(value, plan_dir):
         return None
     path = plan_dir / value
     try:

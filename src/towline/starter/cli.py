@@ -25,6 +25,7 @@ from towline.plan.load import PlanError, load_plan
 from towline.plan.spec import BudgetSpec, PlanSpec
 from towline.starter import api, local, progress
 from towline.state import RunState
+from towline.store import StoreError, open_store
 from towline.worker.client import ServerUnreachable, connect, has_poller, wait_until_serving
 
 if TYPE_CHECKING:
@@ -409,6 +410,7 @@ async def _serve_worker(opts: WorkerOptions) -> None:
     from towline.worker.main import serve
     from towline.worker.tracing import TracingConfigError
 
+    open_store().check()  # a store the worker cannot use is bad input: say so at once
     try:
         await serve(opts)
     except (EndpointError, TracingConfigError) as e:
@@ -713,7 +715,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     except PlanError as e:
         err.print(str(e), markup=False)
         return BAD_INPUT
-    except (api.UnknownRun, api.RunExists, api.Refused, api.BadRunId, UsageError) as e:
+    except (api.UnknownRun, api.RunExists, api.Refused, api.BadRunId, StoreError, UsageError) as e:
         err.print(f"towline: {e}", markup=False)
         return BAD_INPUT
     except ServerUnreachable as e:

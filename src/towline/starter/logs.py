@@ -17,6 +17,7 @@ from typing import Any
 
 from towline.activities.artifacts import SCHEME, read_artifact, stored_ref
 from towline.state import RunState, TaskState
+from towline.store import StoreError
 
 # Outputs shown inline when no artifact is referenced, in this order.
 _INLINE = ("stdout", "stderr", "text", "output")
@@ -90,7 +91,7 @@ def _references(outputs: dict[str, Any]) -> list[tuple[str, str]]:
 def _artifact(key: str, ref: str) -> Section:
     try:
         return Section(f"{key}: {ref}", read_artifact(ref))
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, StoreError) as e:
         note = (
             f"({e}; artifacts live in the store the workers share: set TOWLINE_STORE "
             "as they have it, or TOWLINE_ARTIFACTS if they set that)\n"
