@@ -15,7 +15,9 @@ from temporalio.exceptions import (
 )
 
 from towline.holding import HeldWorkspace, Holding, Snapshot, newer
-from towline.workflows.affinity import holder_lost, snapshot_request, timeouts
+from towline.plan.spec import Defaults, WorkstreamSpec
+from towline.state import WorkstreamInput, WorkstreamState
+from towline.workflows.affinity import for_workstream, holder_lost, snapshot_request, timeouts
 
 
 def _activity_error(cause: BaseException) -> ActivityError:
@@ -84,3 +86,32 @@ def test_only_tools_that_may_change_the_workspace_save_it() -> None:
     assert snapshot_request("test_gate", "run-1", "api", holding) is None
     assert snapshot_request("echo", "run-1", "api", holding) is None
     assert snapshot_request("a-new-tool", "run-1", "api", holding) is not None
+
+
+def _input(**extra: object) -> WorkstreamInput:
+    spec = WorkstreamSpec.model_validate({"id": "w", "tasks": [{"id": "t", "tool": "shell"}]})
+    return WorkstreamInput(
+        run_id="r",
+        plan_dir="/p",
+        spec=spec,
+        plan_defaults=Defaults(),
+        max_parallel=4,
+        failure_policy="fail_fast",
+        **extra,
+    )
+
+
+def test_workstreams_started_before_holding_replay_without_it() -> None:
+    assert for_workstream(_input(), WorkstreamState()) is None  # no takeover in its input
+    free = _input(takeover=timedelta(seconds=60), workspace_free=True)
+    assert for_workstream(free, WorkstreamState()) is None  # no workspace to hold
+
+
+def test_a_retry_holds_the_first_runs_workspace_and_keeps_a_carried_holding() -> None:
+    holding = Holding(held=HeldWorkspace(path="/w"), number=2)
+    inp = _input(takeover=timedelta(seconds=9), workspace_of="first")
+
+    aff = for_workstream(inp, WorkstreamState(holding=holding))
+
+    assert aff is not None
+    assert (aff.run_id, aff.bound, aff.holding) == ("first", timedelta(seconds=9), holding)
