@@ -28,7 +28,7 @@ from towline.state import RunState
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
-TAKEOVER = "9s"  # 3 s heartbeat and schedule-to-start timeouts: a quick test
+TAKEOVER = "12s"  # 4 s heartbeat and schedule-to-start timeouts: quick, with room for load
 BIG = 70 * 1024  # bytes of a file the patch adds: the patch travels through the store
 
 

@@ -20,6 +20,7 @@ call again there. A call that succeeded is never made again.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -166,6 +167,8 @@ class Affinity:
             except ActivityError as e:
                 if held.queue is None or not holder_lost(e) or lost >= MAX_TAKEOVERS:
                     raise
+                if _being_cancelled():
+                    raise  # a call that was being stopped is not made again
                 lost += 1
             else:
                 holding.snapshot = newer(holding.snapshot, result.snapshot)
@@ -229,6 +232,11 @@ class Affinity:
                 "the worker holding workstream %s's workspace is gone: nothing to clean up",
                 self.spec.id,
             )
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def for_workstream(inp: WorkstreamInput, state: WorkstreamState) -> Affinity | None:
