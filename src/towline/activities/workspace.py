@@ -19,6 +19,13 @@ renamed into place when complete, so a worker that dies half-way leaves no half
 workspace; the retry removes the leftovers and starts again, and a workspace already in
 place is used as it is. :func:`cleanup_workspace` removes it at the workstream's end as
 ``repo.keep`` says.
+
+The worker that prepares a workspace holds it (:class:`WorkspaceActivities`:
+``hold_workspace`` answers with the worker's own task queue, where every call that
+touches the workspace then goes; ``release_workspace`` cleans it up there). Held anew
+after its holder died, a workspace is rebuilt from its source and its newest snapshot
+(:mod:`towline.activities.snapshots`). ``prepare_workspace`` and ``cleanup_workspace``
+serve workstreams started before workspaces were held.
 """
 
 from __future__ import annotations
