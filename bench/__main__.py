@@ -30,8 +30,9 @@ import temporalio
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from bench import harness, plans, scenarios
+from bench import harness, plans, scenarios, snapshot
 from bench.scenarios import Bench, LargeResult
+from bench.snapshot import SnapshotCost
 from towline.worker.client import connect
 
 RESULTS = Path(__file__).parent / "results"
@@ -52,6 +53,8 @@ class Sizes:
     # Runs in flight at once on the one worker, each checked task by task.
     in_flight_runs: int = 100
     in_flight_steps: int = 5
+    # Tasks that change one file of a 10,000-file repository: the snapshot after each.
+    snapshot_samples: int = 20
     reps: int = 3
 
 
@@ -66,6 +69,7 @@ QUICK = Sizes(
     large_width=20,
     in_flight_runs=20,
     in_flight_steps=3,
+    snapshot_samples=5,
     reps=2,
 )
 
@@ -284,6 +288,7 @@ def _document(
     rss: float | None,
     in_flight: InFlight,
     large: LargeResult,
+    snap: SnapshotCost,
     env: dict[str, Any],
 ) -> dict[str, Any]:
     """``latest.json``, in the shape the issue gives."""
@@ -318,6 +323,16 @@ def _document(
         "tasks": large.tasks,
         "max_history_events": large.max_history_events,
     }
+    out["snapshot_10k"] = {
+        "median_ms": snap.median_ms,
+        "goal_ms": snapshot.GOAL_MS,
+        "first_ms": snap.first_ms,
+        "cpu_median_ms": statistics.median(snap.cpu_ms),
+        "samples_ms": snap.take_ms,
+        "restore_median_ms": statistics.median(snap.restore_ms),
+        "newest_snapshot_bytes": snap.bytes,
+        "files": snap.files,
+    }
     return {"scenarios": out, "env": env}
 
 
@@ -326,6 +341,7 @@ def _markdown(
     rss: float | None,
     in_flight: InFlight,
     large: LargeResult,
+    snap: SnapshotCost,
     warnings: list[str],
     env: dict[str, Any],
     load: tuple[float, float],
@@ -389,6 +405,14 @@ def _markdown(
         + (f" (up to {max(continued.values())} runs each)" if continued else ""),
         f"- {_large_name(large.tasks)}: longest workflow task"
         f" {large.longest_workflow_task_ms:.0f} ms (the deadlock detector fires at 2000 ms)",
+        f"- snapshot_10k: saving a {snap.files:,}-file repository after a task that changed"
+        f" it: median {snap.median_ms:.0f} ms ({min(snap.take_ms):.0f} to"
+        f" {max(snap.take_ms):.0f}; CPU {statistics.median(snap.cpu_ms):.0f} ms) over"
+        f" {snap.samples} tasks (goal < {snapshot.GOAL_MS:.0f}"
+        f" ms {'✓' if snap.median_ms < snapshot.GOAL_MS else '✗'}); the first after the clone"
+        f" {snap.first_ms:.0f} ms; restoring the newest on a fresh"
+        f" clone {statistics.median(snap.restore_ms):.0f} ms; the newest snapshot"
+        f" {snap.bytes / 1024:.0f} KB",
         f"- payload-size warnings in the server and worker logs: {len(warnings)}"
         f" (goal: none {'✓' if not warnings else '✗'})",
         *(f"  - {w}" for w in warnings[:5]),
@@ -430,10 +454,13 @@ async def _main(args: argparse.Namespace) -> int:
             for w in workers:
                 w.stop()
             server.stop()
+        _say(f"snapshot_10k: {sizes.snapshot_samples} tasks")
+        snap = await snapshot.measure(folder / "snapshot", sizes.snapshot_samples)
+        _say(f"  snapshot_10k: median {snap.median_ms:.0f} ms")
     seconds = time.perf_counter() - started
-    doc = _document(samples, rss, in_flight, large, env)
+    doc = _document(samples, rss, in_flight, large, snap, env)
     load = (load_before, os.getloadavg()[0])
-    md = _markdown(samples, rss, in_flight, large, warnings, env, load, seconds)
+    md = _markdown(samples, rss, in_flight, large, snap, warnings, env, load, seconds)
     print(md)
     out = args.out or (None if args.quick else RESULTS)
     if out is not None:

@@ -19,13 +19,14 @@ from hypothesis import HealthCheck, settings
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from tests.s3server import S3Server, s3_server
 from towline.plan.load import check_data
 from towline.starter import api
 from towline.state import RunState
 from towline.worker import devserver
 from towline.worker.client import wait_until_serving
 from towline.worker.converter import DATA_CONVERTER
-from towline.worker.main import build_tool_workers, build_worker
+from towline.worker.main import build_workers
 
 RunPlan = Callable[..., Awaitable[RunState]]
 
@@ -56,6 +57,13 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (SeaweedFS) for the session, with a bucket ``towline``."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 async def client(dev_server: str) -> Client:
     return await wait_until_serving(dev_server, "default")
 
@@ -70,13 +78,11 @@ def towline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 async def task_queue(client: Client, towline_home: Path) -> AsyncIterator[str]:
-    """A task queue of the test's own, polled by an in-process towline worker."""
+    """A task queue of the test's own, polled by an in-process towline worker (which
+    holds the workspaces it prepares on a queue of its own, as `towline worker` does)."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
     async with contextlib.AsyncExitStack() as stack:
-        for worker in (
-            build_worker(client, queue, sandboxed=True),
-            *build_tool_workers(client, queue),
-        ):
+        for worker in build_workers(client, queue, holder_queue=f"{queue}/me", sandboxed=True):
             await stack.enter_async_context(worker)
         yield queue
 

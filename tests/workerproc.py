@@ -51,14 +51,20 @@ def start_worker(
     home: Path,
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    hide: Sequence[Path] = (),
 ) -> WorkerProcess:
-    """Start ``towline worker`` on a free HTTP port, its output in ``home``/worker.log."""
+    """Start ``towline worker`` on a free HTTP port, its output in ``home``/worker.log.
+
+    ``hide``: folders the worker must not see, as if it ran on another machine: it runs
+    in a mount namespace of its own (``unshare -m``) with an empty tmpfs over each.
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = home / f"worker-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
+                *_hiding(hide),
                 TOWLINE,
                 "worker",
                 "--address",
@@ -77,6 +83,16 @@ def start_worker(
             env={**os.environ, "TOWLINE_HOME": str(home), **(env or {})},
         )
     return WorkerProcess(proc, port, log)
+
+
+def _hiding(folders: Sequence[Path]) -> list[str]:
+    """A command prefix that runs the rest in a mount namespace where ``folders`` are
+    empty (``exec`` keeps the worker's pid: the prefix's own)."""
+    if not folders:
+        return []
+    mounts = " && ".join(f'mount -t tmpfs towline-hidden "${i + 1}"' for i in range(len(folders)))
+    script = f'{mounts} && shift {len(folders)} && exec "$@"'
+    return ["unshare", "--mount", "--", "sh", "-c", script, "hide", *map(str, folders)]
 
 
 def get(url: str) -> tuple[int, str]:

@@ -24,9 +24,5 @@ def home() -> Path:
     return Path(os.environ.get("TOWLINE_HOME", ".towline")).resolve()
 
 
-def artifacts_root() -> Path:
-    return Path(os.environ.get("TOWLINE_ARTIFACTS", home() / "artifacts")).resolve()
-
-
 def workspaces_root() -> Path:
     return Path(os.environ.get("TOWLINE_WORKSPACES", home() / "workspaces")).resolve()

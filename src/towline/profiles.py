@@ -61,6 +61,7 @@ class RetentionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workspaces: str | None = None
+    snapshots: str | None = None
     artifacts: str | None = None
     history: str | None = None
     cache: str | None = None
@@ -136,6 +137,7 @@ VARIABLES: dict[str, str] = {
     "log_format": "TOWLINE_LOG_FORMAT",
     "log_level": "TOWLINE_LOG_LEVEL",
     "retention.workspaces": "TOWLINE_RETENTION_WORKSPACES",
+    "retention.snapshots": "TOWLINE_RETENTION_SNAPSHOTS",
     "retention.artifacts": "TOWLINE_RETENTION_ARTIFACTS",
     "retention.history": "TOWLINE_RETENTION_HISTORY",
     "retention.cache": "TOWLINE_RETENTION_CACHE",

@@ -6,12 +6,13 @@ the boundary between workflows, the CLI and scripts, so they are plain pydantic 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
+from towline.holding import Holding, Restore
 from towline.notifications import NotifyCarry
 from towline.plan.spec import (
     BreakerSpec,
@@ -153,6 +154,9 @@ class WorkstreamState(BaseModel):
     status: Status = "pending"
     tasks: dict[str, TaskState] = Field(default_factory=dict)
     reason: str | None = None
+    holding: Holding | None = Field(
+        None, description="its workspace: the worker holding it, its newest snapshot"
+    )
     started_at: datetime | None = None
     ended_at: datetime | None = None
 
@@ -201,6 +205,10 @@ class RunInput(BaseModel):
     notified: NotifyCarry | None = Field(
         None, description="notifications' sequence and waits, kept across continue-as-new"
     )
+    restore: dict[str, Restore] = Field(
+        default_factory=dict,
+        description="workstream -> the workspace as the run retried left it (its snapshot)",
+    )
 
 
 class WorkstreamInput(BaseModel):
@@ -242,4 +250,13 @@ class WorkstreamInput(BaseModel):
     signals_in_order: bool = False
     max_history: int | None = Field(
         None, description="events before it continues-as-new (default: towline's)"
+    )
+    # Set by runs since workspaces are held by one worker and taken over from snapshots
+    # when it dies; absent (None) in the input of workstreams started before, which
+    # replay without holding.
+    takeover: timedelta | None = Field(
+        None, description="how soon a workspace whose holder died is held elsewhere"
+    )
+    restore: Restore | None = Field(
+        None, description="start from this workspace (a retry: the run retried's snapshot)"
     )

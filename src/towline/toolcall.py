@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from towline.holding import Snapshot, SnapshotRequest
 from towline.plan.spec import CacheSpec
 from towline.state import Usage
 
@@ -35,6 +36,9 @@ class ToolCall(BaseModel):
     context: ToolContext
     args: dict[str, Any] = Field(default_factory=dict)
     cache: CacheSpec | None = Field(None, description="the task's cache: setting, if any")
+    snapshot: SnapshotRequest | None = Field(
+        None, description="save the workspace to the store once the call has succeeded"
+    )
 
 
 class ToolResult(BaseModel):
@@ -42,3 +46,4 @@ class ToolResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     attempt: int = 1
     cached: bool = Field(False, description="reused from an earlier identical call")
+    snapshot: Snapshot | None = Field(None, description="the workspace as the call left it")

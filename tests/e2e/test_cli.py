@@ -136,6 +136,14 @@ async def test_unknown_run_exits_2(conn: list[str]) -> None:
     assert "unknown run 'no-such-run'" in r.err
 
 
+@pytest.mark.parametrize("run_id", ["coll/w", "a b", "..", "x:y"])
+async def test_a_run_id_outside_the_contract_exits_2(conn: list[str], run_id: str) -> None:
+    # "coll/w" would be the workflow id of run coll's workstream w.
+    r = await towline("run", str(DEMO), "--id", run_id, *conn)
+    assert r.code == 2, r.err
+    assert f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' and '-'" in r.err
+
+
 async def test_unreachable_server_exits_3_quickly_naming_the_address() -> None:
     address = f"127.0.0.1:{free_port()}"
     r = await towline("status", "any", "--address", address)

@@ -33,7 +33,7 @@ from towline.plan.load import check_data
 from towline.starter import api
 from towline.worker import devserver
 from towline.worker.client import wait_until_serving
-from towline.worker.main import build_tool_workers, build_worker
+from towline.worker.main import build_workers
 
 HERE = Path(__file__).parent
 QUEUE = "record"
@@ -78,6 +78,17 @@ def _plans(scratch: Path) -> dict[str, dict]:
             **plan(ws("w", echo("gate", approval=True)), name="notify"),
             "notify": [{"webhook": "http://127.0.0.1:9/hook", "timeout": "2s"}],
         },
+        # A workspace held by one worker: calls go to its own queue, each change is
+        # snapshotted, a failure rolls back there, and the holder cleans up.
+        "held": plan(
+            ws(
+                "w",
+                sh("a", "echo a > a.txt", rollback=undo),
+                {"id": "t", "tool": "test_gate", "needs": ["a"], "with": {"command": ["true"]}},
+                sh("b", "cat a.txt; exit 1", needs=["t"]),
+            ),
+            name="held",
+        ),
     }
 
 
@@ -116,10 +127,7 @@ async def main(names: list[str]) -> None:
     try:
         client = await wait_until_serving(f"{opts.ip}:{opts.port}", "default")
         async with contextlib.AsyncExitStack() as stack:
-            for w in (
-                build_worker(client, QUEUE, sandboxed=True),
-                *build_tool_workers(client, QUEUE),
-            ):
+            for w in build_workers(client, QUEUE, holder_queue=f"{QUEUE}/recorder", sandboxed=True):
                 await stack.enter_async_context(w)
             plans = _plans(scratch)
 
@@ -129,7 +137,7 @@ async def main(names: list[str]) -> None:
                 )
 
             wanted = set(names or plans)
-            for name in ("cross-workstream", "rollback", "no-scratch"):
+            for name in ("cross-workstream", "rollback", "no-scratch", "held"):
                 if name in wanted:
                     await api.wait_run(client, await start(name))
                     await _record(client, name, name)

@@ -16,11 +16,12 @@ from temporalio.client import Client
 from tests.helpers import plan, sh, ws
 from tests.workerproc import aget, sample, start_worker, wait_status
 from towline import history
+from towline.activities.artifacts import artifact_store
 from towline.activities.workspace import workspace_path
-from towline.config import artifacts_root
 from towline.plan.load import check_data
 from towline.retention import collect, policy, schedule
 from towline.starter import api
+from towline.store import open_store
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,11 +52,16 @@ async def _until_waiting(client: Client, rid: str) -> None:
     raise AssertionError(f"{rid} never waited for approval")
 
 
+def _stored(kind: str, rid: str) -> bool:
+    store, prefix = artifact_store() if kind == "artifacts" else (open_store(), "snapshots/")
+    return any(store.list(f"{prefix}{rid}/"))
+
+
 async def _things(rid: str) -> dict[str, bool]:
     rows = history.open_store().runs()
     return {
         "workspaces": workspace_path(rid, "w").parent.exists(),
-        "artifacts": (artifacts_root() / rid).exists(),
+        "artifacts": _stored("artifacts", rid),
         "history": rid in rows,
     }
 

@@ -41,9 +41,10 @@ def _git(tid: str, needs: list[str] | None = None, **with_: Any) -> dict[str, An
     return task
 
 
-def _edit(tid: str = "edit") -> dict[str, Any]:
+def _edit(tid: str = "edit", **extra: Any) -> dict[str, Any]:
     """Change a.txt, delete gone.txt and add new/file.txt."""
-    return sh(tid, "echo more >> a.txt && rm gone.txt && mkdir new && echo n > new/file.txt")
+    script = "echo more >> a.txt && rm gone.txt && mkdir new && echo n > new/file.txt"
+    return sh(tid, script, **extra)
 
 
 def _task(state: RunState, tid: str) -> TaskState:
@@ -65,7 +66,11 @@ def _error(state: RunState, tid: str) -> tuple[str, str]:
 
 async def test_status_lists_changed_and_untracked_files(run_plan: RunPlan, repo: Path) -> None:
     state = await run_plan(
-        _plan(_git("before", action="status"), _edit(), _git("after", ["edit"], action="status"))
+        _plan(
+            _git("before", action="status"),
+            _edit(needs=["before"]),  # "before" sees the checkout as it was cloned
+            _git("after", ["edit"], action="status"),
+        )
     )
 
     before, after = _ok(state, "before"), _ok(state, "after")

@@ -1,8 +1,11 @@
-"""The local artifact store: large outputs (logs) live here, history keeps a reference.
+"""Artifacts: large outputs (logs) live in the shared store, history keeps a reference.
 
-Temporal payloads are limited to 2 MB, so a tool writes what may be large to a file under
-:func:`towline.config.artifacts_root` and returns a reference
-``artifact://<run_id>/<workstream>/<task>/<name>``. Each part of a reference is one path
+Temporal payloads are limited to 2 MB, so a tool writes what may be large to the store
+(:mod:`towline.store`, under ``artifacts/``; or the folder ``TOWLINE_ARTIFACTS`` when it
+is set) and returns a reference ``artifact://<run_id>/<workstream>/<task>/<name>``.
+A tool that writes an artifact as it goes (a command's log) writes a local file
+(:func:`artifact_file`): the store's own file when the store is a folder, else a staging
+file that is uploaded when the tool is done with it. Each part of a reference is one path
 component, percent-encoded, so no id or name can reach outside the root; a reference read
 back is checked the same way before it is turned into a path. Outputs a tool returns that
 are still too large are moved here by the ``@tool`` decorator (:func:`store_large_outputs`).
@@ -10,15 +13,17 @@ are still too large are moved here by the ``@tool`` decorator (:func:`store_larg
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from towline.config import artifacts_root
+from towline.config import home
+from towline.store import FolderStore, Store, open_store
 from towline.stored import STORED_KEY
 
 if TYPE_CHECKING:
@@ -51,12 +56,8 @@ def artifact_ref(ctx: ToolContext, name: str) -> str:
     return SCHEME + "/".join(safe_component(p) for p in parts)
 
 
-def artifact_path(ref: str) -> Path:
-    """The file behind ``ref``; raises ``ValueError`` unless it is a valid reference.
-
-    The file need not exist yet. A reference whose path would leave the artifacts root
-    (``..``, absolute parts, a symlink pointing outside) is rejected.
-    """
+def _key(ref: str) -> str:
+    """The reference's path in the store; raises ``ValueError`` unless it is valid."""
     if not ref.startswith(SCHEME):
         raise ValueError(f"not an artifact reference (expected {SCHEME}...): {ref!r}")
     parts = ref[len(SCHEME) :].split("/")
@@ -68,41 +69,80 @@ def artifact_path(ref: str) -> Path:
     for part in parts:
         if not _COMPONENT.match(part) or part in (".", ".."):
             raise ValueError(f"bad component {part!r} in artifact reference {ref!r}")
-    root = artifacts_root()
-    path = root.joinpath(*parts)
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise ValueError(f"artifact reference {ref!r} points outside the artifacts folder")
-    return path
+    return "/".join(parts)
+
+
+def artifact_store() -> tuple[Store, str]:
+    """The store artifacts go to, and the prefix of their keys there."""
+    folder = os.environ.get("TOWLINE_ARTIFACTS")
+    if folder:
+        return FolderStore(Path(folder), what="artifacts folder"), ""
+    return open_store(), "artifacts/"
+
+
+def artifact_path(ref: str) -> Path:
+    """The local file a tool writes the artifact ``ref`` to; ``ValueError`` if ``ref`` is
+    not a valid reference. Publish it with :func:`publish_artifact` (or write it inside
+    :func:`artifact_file`).
+
+    With a folder store it is the artifact's own file; with a remote store, a staging
+    file in towline's local folder. A reference whose path would leave the store (``..``,
+    absolute parts, a symlink pointing outside) is rejected.
+    """
+    key = _key(ref)
+    store, prefix = artifact_store()
+    local = store.local_path(prefix + key)
+    if local is not None:
+        return local
+    return home() / "staging" / "artifacts" / key
+
+
+def publish_artifact(ref: str) -> None:
+    """Upload the file :func:`artifact_path` gave for ``ref``, when the store is remote."""
+    key = _key(ref)
+    store, prefix = artifact_store()
+    if store.local_path(prefix + key) is not None:
+        return
+    staged = home() / "staging" / "artifacts" / key
+    if staged.is_file():
+        store.put_file(prefix + key, staged)
+        staged.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def artifact_file(ref: str) -> Iterator[Path]:
+    """A local file to write the artifact ``ref`` to, published when the block ends
+    (whatever way it ends: the log of a failed or cancelled command is kept too)."""
+    path = artifact_path(ref)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        publish_artifact(ref)
 
 
 def write_artifact(ctx: ToolContext, name: str, data: bytes | str) -> str:
     """Store ``data`` as the task's artifact ``name`` and return its reference.
 
-    Writing the same name again replaces the file (a retried attempt is harmless); the
-    replacement is atomic, so a reader never sees half a file.
+    Writing the same name again replaces it (a retried attempt is harmless); the
+    replacement is atomic, so a reader never sees half of it.
     """
     ref = artifact_ref(ctx, name)
-    path = artifact_path(ref)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    store, prefix = artifact_store()
+    store.put(prefix + _key(ref), data.encode() if isinstance(data, str) else data)
     return ref
 
 
 def read_artifact(ref: str) -> bytes:
     """The content of the artifact ``ref``."""
-    path = artifact_path(ref)
+    store, prefix = artifact_store()
+    key = prefix + _key(ref)
     try:
-        return path.read_bytes()
+        return store.get(key)
     except FileNotFoundError:
-        raise FileNotFoundError(f"artifact not found: {ref} (looked in {path})") from None
+        raise FileNotFoundError(
+            f"artifact not found: {ref} (looked in {store.where(key)})"
+        ) from None
 
 
 OUTPUT_CAP = 16 * 1024

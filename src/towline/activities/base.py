@@ -18,17 +18,21 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from towline.activities import plan_files
 from towline.activities import secrets as worker_secrets
 from towline.activities.artifacts import read_artifact, store_large_outputs
 from towline.activities.usage import Meter
 from towline.errors import ToolError, is_retryable
+from towline.holding import Snapshot
 from towline.state import Usage
+from towline.store import StoreError
 from towline.stored import placeholders, stored_ref
 from towline.toolcall import ToolCall, ToolContext, ToolResult
 
@@ -203,7 +207,8 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
             attempt_usage.set(Usage())
             beat = asyncio.create_task(_heartbeat_forever(progress))
             try:
-                given = await asyncio.to_thread(expand_stored, call.args)
+                with_files = await asyncio.to_thread(plan_files.materialize, call.args)
+                given = await asyncio.to_thread(expand_stored, with_files)
                 args = input_model.model_validate(resolve_secrets(given, secrets))
                 result = await fn(args, call.context)
                 if isinstance(result, dict):
@@ -216,6 +221,8 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
                 result.outputs = store_large_outputs(
                     call.context, redact(result.outputs, secrets), prefix=_outputs_name(info)
                 )
+                if call.snapshot is not None:
+                    result.snapshot = await _snapshot(call, info)
                 return result
             except asyncio.CancelledError:
                 await meter.report(call.context)
@@ -247,6 +254,20 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
         return Tool(name, input_model, description, activity.defn(name=name)(run), outputs)
 
     return decorate
+
+
+async def _snapshot(call: ToolCall, info: activity.Info) -> Snapshot:
+    """Save the workspace as the call left it. A call whose changes could not be saved
+    has not succeeded: another worker could not carry on from them (it is retried)."""
+    # Imported here: snapshots runs git through process.py, which imports this module.
+    from towline.activities import snapshots
+
+    assert call.snapshot is not None
+    name = f"{call.context.task}-{info.activity_id}-{info.attempt}"
+    try:
+        return await snapshots.take(Path(call.context.workspace), call.snapshot, name=name)
+    except (snapshots.SnapshotError, StoreError, OSError) as e:
+        raise ToolError("system", f"the workspace could not be saved to the store: {e}") from e
 
 
 def _outputs_name(info: activity.Info) -> str:

@@ -10,10 +10,11 @@ worker's global git configuration.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from towline.activities.process import Completed, run_captured
+from towline.activities.process import Completed, environment, run_captured
 
 DEFAULT_NAME = "towline"
 DEFAULT_EMAIL = "towline@localhost"
@@ -35,8 +36,14 @@ async def git(
     *args: str,
     input: bytes | None = None,
     env: dict[str, str] | None = None,
+    quick: bool = False,
 ) -> Completed:
-    """Run ``git args`` in ``cwd`` (a workspace's root, or where a clone goes)."""
+    """Run ``git args`` in ``cwd`` (a workspace's root, or where a clone goes).
+
+    ``quick``: for towline's own short, local git calls (snapshots), which need neither
+    a process group of their own nor to die with the worker: started without them, the
+    cheaper way (no fork of the worker's whole memory), a few milliseconds less each.
+    """
     argv = ["git"]
     for setting in _SETTINGS:
         argv += ["-c", setting]
@@ -46,7 +53,23 @@ async def git(
         "LC_ALL": "C",
         "GIT_CEILING_DIRECTORIES": str(cwd.parent),
     }
+    if quick:
+        return await _quick([*argv, *args], cwd, environment({**base, **(env or {})}), input)
     return await run_captured([*argv, *args], cwd=cwd, env={**base, **(env or {})}, input=input)
+
+
+async def _quick(argv: list[str], cwd: Path, env: dict[str, str], input: bytes | None) -> Completed:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await proc.communicate(input)
+    assert proc.returncode is not None
+    return Completed(proc.returncode, stdout, stderr)
 
 
 async def ensure_repo(workspace: Path) -> None:

@@ -19,6 +19,13 @@ renamed into place when complete, so a worker that dies half-way leaves no half
 workspace; the retry removes the leftovers and starts again, and a workspace already in
 place is used as it is. :func:`cleanup_workspace` removes it at the workstream's end as
 ``repo.keep`` says.
+
+The worker that prepares a workspace holds it (:class:`WorkspaceActivities`:
+``hold_workspace`` answers with the worker's own task queue, where every call that
+touches the workspace then goes; ``release_workspace`` cleans it up there). Held anew
+after its holder died, a workspace is rebuilt from its source and its newest snapshot
+(:mod:`towline.activities.snapshots`). ``prepare_workspace`` and ``cleanup_workspace``
+serve workstreams started before workspaces were held.
 """
 
 from __future__ import annotations
@@ -38,10 +45,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from towline.activities import repo as git_repo
+from towline.activities import snapshots
 from towline.activities.artifacts import safe_component
-from towline.config import artifacts_root, home, workspaces_root
+from towline.config import home, workspaces_root
 from towline.errors import hint_for
+from towline.holding import HeldWorkspace, HoldRequest
 from towline.plan.spec import RepoSpec
+from towline.store import StoreError, store_url
 
 DEFAULT_KEEP = "on_failure"  # of a workstream without repo (RepoSpec.keep's default too)
 
@@ -60,6 +70,9 @@ class CleanupRequest(BaseModel):
     workstream: str
     repo: RepoSpec | None = None
     succeeded: bool = Field(description="whether the workstream succeeded")
+    holder: str | None = Field(
+        None, description="release_workspace: the queue of the worker holding it"
+    )
 
 
 def workspace_path(run_id: str, workstream: str) -> Path:
@@ -76,28 +89,94 @@ async def prepare_workspace(req: WorkspaceRequest) -> str:
         return str(final)
     if final.is_dir():
         return str(final)  # prepared by an earlier attempt that died before it reported
-    repo, who = req.repo, f"workstream '{req.workstream}'"
+    async with _staging(final) as tmp:
+        await _fill(tmp, req.repo, req.plan_dir, req.workstream)
+    return str(final)
+
+
+class WorkspaceActivities:
+    """Workspaces held by this worker: calls that touch one come to ``holder_queue``,
+    the task queue only this worker polls (None: a worker without one, whose workspaces
+    every worker on the shared queue can reach, on one shared disk)."""
+
+    def __init__(self, holder_queue: str | None) -> None:
+        self.holder_queue = holder_queue
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [self.hold_workspace, self.release_workspace]
+
+    @activity.defn(name="release_workspace")
+    async def release_workspace(self, req: CleanupRequest) -> str:
+        """Clean up a workspace this worker holds: ``removed`` or ``kept`` (as
+        ``repo.keep`` says), or ``elsewhere`` when another worker holds it (a local
+        activity may run on a worker that is not the holder)."""
+        if req.holder != self.holder_queue:
+            return "elsewhere"
+        return "removed" if await cleanup_workspace(req) else "kept"
+
+    @activity.defn(name="hold_workspace")
+    async def hold_workspace(self, req: HoldRequest) -> HeldWorkspace:
+        """Make the workstream's workspace ready here, and say where calls find it.
+
+        With ``restore``, whatever is in place is replaced: the workspace is rebuilt from
+        its source and the snapshot applied, in a folder beside it renamed into place
+        when complete.
+        """
+        final = workspace_path(req.run_id, req.workstream)
+        if req.restore is None:
+            await prepare_workspace(
+                WorkspaceRequest(
+                    run_id=req.run_id,
+                    workstream=req.workstream,
+                    repo=req.repo,
+                    plan_dir=req.plan_dir,
+                )
+            )
+            base = await _base(final)
+        else:
+            snap = req.restore.snapshot
+            async with _staging(final, replace=True) as tmp:
+                if req.repo is not None:
+                    await _fill(tmp, req.repo, req.plan_dir, req.workstream)
+                base = await _base(tmp)
+                if snap is not None:
+                    try:
+                        await snapshots.restore(tmp, snap)
+                    except (snapshots.SnapshotError, StoreError) as e:
+                        raise _invalid(f"workstream '{req.workstream}': {e}") from None
+                    base = snap.base
+        return HeldWorkspace(path=str(final), queue=self.holder_queue, base=base)
+
+
+async def _base(workspace: Path) -> str | None:
+    """The commit a workspace was prepared at; None for a folder that is no repository."""
+    if not (workspace / ".git").exists():
+        return None
+    return await git_repo.head(workspace)
+
+
+async def _fill(tmp: Path, repo: RepoSpec, plan_dir: str, workstream: str) -> None:
+    """Clone or copy the workstream's repository into the empty folder ``tmp``."""
+    who = f"workstream '{workstream}'"
     if repo.ref is not None and repo.ref.startswith("-"):
         raise _invalid(f"{who}: repo.ref '{repo.ref}' is not a branch, tag or commit")
-    async with _staging(final) as tmp:
-        if repo.url is not None:
-            url = git_repo.display_url(repo.url)
-            await _clone(repo.url, tmp, who=who, what=f"repo.url '{url}'")
-            await _checkout(tmp, repo.ref, who=who, where=url)
+    if repo.url is not None:
+        url = git_repo.display_url(repo.url)
+        await _clone(repo.url, tmp, who=who, what=f"repo.url '{url}'")
+        await _checkout(tmp, repo.ref, who=who, where=url)
+    else:
+        assert repo.path is not None
+        source = _local_path(plan_dir, repo.path, who)
+        if await _is_repository(source):
+            await _clone(str(source), tmp, who=who, what=f"repo.path '{repo.path}'")
+            await _checkout(tmp, repo.ref, who=who, where=str(source))
+        elif repo.ref is not None:
+            raise _invalid(
+                f"{who}: repo.ref needs a git repository, and repo.path '{repo.path}' "
+                f"({source}) is not the root of one"
+            )
         else:
-            assert repo.path is not None
-            source = _local_path(req.plan_dir, repo.path, who)
-            if await _is_repository(source):
-                await _clone(str(source), tmp, who=who, what=f"repo.path '{repo.path}'")
-                await _checkout(tmp, repo.ref, who=who, where=str(source))
-            elif repo.ref is not None:
-                raise _invalid(
-                    f"{who}: repo.ref needs a git repository, and repo.path '{repo.path}' "
-                    f"({source}) is not the root of one"
-                )
-            else:
-                await asyncio.to_thread(_copy, source, tmp)
-    return str(final)
+            await asyncio.to_thread(_copy, source, tmp)
 
 
 @activity.defn(name="cleanup_workspace")
@@ -118,14 +197,17 @@ async def cleanup_workspace(req: CleanupRequest) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def _staging(final: Path) -> AsyncIterator[Path]:
-    """A temporary folder beside ``final``, renamed to ``final`` when the block succeeds."""
+async def _staging(final: Path, *, replace: bool = False) -> AsyncIterator[Path]:
+    """A temporary folder beside ``final``, renamed to ``final`` when the block succeeds
+    (``replace``: in place of what ``final`` holds; else only if it holds nothing)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
         await asyncio.to_thread(remove_tree, stale)  # left by an attempt that died
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
     try:
         yield tmp
+        if replace:
+            await asyncio.to_thread(remove_tree, final)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -156,8 +238,10 @@ def _local_path(plan_dir: str, path: str, who: str) -> Path:
     resolved = (Path(plan_dir) / path).resolve()
     if not resolved.exists():
         raise _invalid(
-            f"{who}: repo.path '{path}' does not exist (resolved to {resolved}, relative to "
-            f"the plan's folder {plan_dir})"
+            f"{who}: repo.path '{path}' does not exist on this worker (resolved to "
+            f"{resolved}, relative to the plan's folder {plan_dir}); a worker sees only its "
+            "own disk and shared mounts: give the repository as repo.url (a git URL every "
+            "worker can clone)"
         )
     if not resolved.is_dir():
         raise _invalid(f"{who}: repo.path '{path}' is not a directory ({resolved})")
@@ -179,7 +263,10 @@ async def _is_repository(folder: Path) -> bool:
 
 def _copy(source: Path, dest: Path) -> None:
     """Copy a folder that is not a repository; links are copied as links, not followed."""
-    own = {home(), workspaces_root(), artifacts_root()}
+    own = {home(), workspaces_root()}
+    for folder in (os.environ.get("TOWLINE_ARTIFACTS"), store_url()):
+        if folder and "://" not in folder:
+            own.add(Path(folder).resolve())
 
     def skip(folder: str, names: list[str]) -> set[str]:
         # towline's own folders may sit inside the source: never copy a workspace into itself.

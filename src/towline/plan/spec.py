@@ -71,6 +71,10 @@ Strategy = Literal["fail", "skip", "pause", "fix", "resolve"]
 
 DEFAULT_MAX_PARALLEL = 4
 DEFAULT_TIMEOUT = timedelta(hours=1)
+# How long a workstream whose worker died may wait before another worker holds its
+# workspace and carries on (towline.workflows.affinity), and the least a plan may ask.
+DEFAULT_TAKEOVER = timedelta(seconds=60)
+MIN_TAKEOVER = timedelta(seconds=3)
 
 
 class _Model(BaseModel):
@@ -218,6 +222,17 @@ class PlanSettings(WorkstreamSettings):
     timeout: Duration | None = Field(None, description="whole-run limit, e.g. 72h")
     budget: BudgetSpec | None = None
     breaker: BreakerSpec = BreakerSpec()
+    takeover: Duration | None = Field(
+        None,
+        description="when the worker holding a workstream's workspace dies, another takes "
+        "the workstream over within about this long (default 60s, at least 3s)",
+    )
+
+    @model_validator(mode="after")
+    def _takeover_bound(self) -> PlanSettings:
+        if self.takeover is not None and self.takeover < MIN_TAKEOVER:
+            raise ValueError(f"takeover must be at least {format_duration(MIN_TAKEOVER)}")
+        return self
 
 
 class Defaults(_Model):

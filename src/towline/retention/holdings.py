@@ -1,10 +1,11 @@
 """Where a run's things are, each kind behind one small interface (:class:`Holding`).
 
 A holding lists the runs it has things of, removes the things of one run, and says how
-much room it takes. Today's holdings are local: folders per run under the workspaces and
-artifacts roots, and the tool-call rows of the run history. Another store (a shared
-folder or S3 bucket for artifacts and workspace snapshots) plugs in by implementing the
-same three methods; ``towline gc`` and ``/metrics`` need nothing else.
+much room it takes: the workspaces on this machine (a folder per run), the artifacts and
+workspace snapshots in the shared store (a folder or an S3 bucket: ``artifacts/<run>/...``,
+``snapshots/<run>/...``), and the tool-call rows of the run history. ``towline gc`` and
+``/metrics`` need nothing else. Plan files in the store are addressed by their content,
+shared by the runs that name them: they are not removed.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Protocol
 from urllib.parse import unquote
 
 from towline import history
+from towline.activities import artifacts
 from towline.activities.artifacts import safe_component
 from towline.activities.workspace import remove_tree
-from towline.config import artifacts_root, workspaces_root
+from towline.config import workspaces_root
 from towline.retention.policy import Kind
+from towline.store import Store, open_store
 
 
 class Holding(Protocol):
@@ -73,6 +76,30 @@ class RunFolders:
         return folder_size(self.root)
 
 
+class StoreRuns:
+    """``<prefix><run id>/...`` in the shared store: artifacts, snapshots."""
+
+    def __init__(self, kind: Kind, store: Store, prefix: str) -> None:
+        self.kind = kind
+        self.store = store
+        self.prefix = prefix
+        self.location = f"{store.location}/{prefix}"
+
+    def runs(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for obj in self.store.list(self.prefix):
+            run = unquote(obj.key[len(self.prefix) :].split("/", 1)[0])
+            out[run] = max(out.get(run, 0.0), obj.modified)
+        return out
+
+    def remove(self, run_id: str) -> None:
+        for obj in list(self.store.list(f"{self.prefix}{safe_component(run_id)}/")):
+            self.store.delete(obj.key)
+
+    def usage(self) -> int:
+        return sum(obj.size for obj in self.store.list(self.prefix))
+
+
 class HistoryRows:
     """The tool-call rows of the run history (``towline stats``, ETAs, ``timeout: auto``)."""
 
@@ -114,9 +141,11 @@ def folder_size(root: Path) -> int:
 
 def local_holdings(store: history.HistoryStore | None = None) -> list[Holding]:
     """This machine's holdings, from towline's settings."""
+    artifact_store, prefix = artifacts.artifact_store()
     return [
         RunFolders("workspaces", workspaces_root()),
-        RunFolders("artifacts", artifacts_root()),
+        StoreRuns("snapshots", open_store(), "snapshots/"),
+        StoreRuns("artifacts", artifact_store, prefix),
         HistoryRows(store or history.open_store()),
     ]
 

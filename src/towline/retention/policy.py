@@ -17,13 +17,16 @@ from pydantic import BaseModel
 from towline.config import ConfigError
 from towline.durations import format_duration, parse_duration
 
-Kind = Literal["workspaces", "artifacts", "history", "cache"]
-KINDS: tuple[Kind, ...] = ("workspaces", "artifacts", "history", "cache")
+Kind = Literal["workspaces", "snapshots", "artifacts", "history", "cache"]
+KINDS: tuple[Kind, ...] = ("workspaces", "snapshots", "artifacts", "history", "cache")
 
 DEFAULTS: Mapping[Kind, timedelta] = {
     # A failed run's workspace is what a person inspects, and what `towline retry` and
     # `towline rollback` carry on in: a week.
     "workspaces": timedelta(days=7),
+    # Snapshots in the store are the workspaces a retry or a rollback on another machine
+    # starts from: as long as the workspaces.
+    "snapshots": timedelta(days=7),
     # Logs and large outputs, read by `towline logs`: a month.
     "artifacts": timedelta(days=30),
     # Tool-call rows feed `towline stats`, ETAs and `timeout: auto`: a quarter.

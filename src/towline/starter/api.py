@@ -39,9 +39,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from towline import estimates
 from towline.config import DEFAULT_TASK_QUEUE
+from towline.holding import Restore
 from towline.plan import limits
 from towline.plan.load import PlanError
-from towline.plan.spec import BudgetSpec, PlanSpec
+from towline.plan.spec import DEFAULT_TAKEOVER, BudgetSpec, PlanSpec
 from towline.plan.validate import Problem
 from towline.state import (
     FINISHED,
@@ -59,6 +60,7 @@ from towline.state import (
     WorkstreamState,
     workstream_workflow_id,
 )
+from towline.store import open_store
 from towline.workflows.rollback import (
     ROLLBACK_WORKFLOW,
     RollbackInput,
@@ -94,8 +96,10 @@ class BadInput(ValueError):
 _RUN_ID = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def check_run_id(run_id: str) -> None:
-    """Raise :class:`BadInput` unless ``run_id`` can name a new run (CONTRACT.md)."""
+def check_run_id(run_id: str) -> str:
+    """``run_id``, if it can name a new run (docs/cli.md); :class:`BadInput` otherwise.
+
+    A ``/`` would make it another run's workstream id (``<run>/<workstream>``)."""
     if (
         len(run_id) > limits.MAX_RUN_ID
         or not _RUN_ID.fullmatch(run_id)
@@ -106,6 +110,7 @@ def check_run_id(run_id: str) -> None:
             f"not a valid run id: {shown!r} (use letters, digits, '.', '_' and '-', "
             f"at most {limits.MAX_RUN_ID} characters)"
         )
+    return run_id
 
 
 def new_run_id(plan_name: str) -> str:
@@ -126,6 +131,7 @@ async def start_run(
     reuse: dict[str, TaskView] | None = None,
     workspace_of: str | None = None,
     max_history: int | None = None,
+    restore: dict[str, Restore] | None = None,
 ) -> str:
     """Start a run of ``plan`` and return its run id (the run workflow's id).
 
@@ -135,11 +141,12 @@ async def start_run(
     :class:`BadInput` for a malformed ``run_id``, and PlanError for a plan past the
     limits or a run input too large for its worker (:func:`check_run_input`).
     """
-    rid = run_id if run_id is not None else new_run_id(plan.name)
-    check_run_id(rid)
+    rid = check_run_id(run_id) if run_id is not None else new_run_id(plan.name)
     labels = [f"{k}={v}" for k, v in sorted(plan.labels.items())]
     # Workflows need concrete durations: `timeout: auto` is settled here, from history.
     plan = await asyncio.to_thread(estimates.resolve_from_history, plan)
+    # Files the plan names travel with the run: no worker reads this machine's disk.
+    plan = await asyncio.to_thread(_pack_files, plan, Path(plan_dir).resolve())
     run_input = RunInput(
         run_id=rid,
         plan=plan,
@@ -148,6 +155,7 @@ async def start_run(
         reuse=reuse or {},
         workspace_of=workspace_of,
         max_history=max_history,
+        restore=restore or {},
     )
     await check_run_input(client, run_input)
     try:
@@ -211,6 +219,23 @@ async def check_run_input(client: Client, run_input: RunInput) -> None:
                     )
                 ]
             )
+
+
+def _pack_files(plan: PlanSpec, plan_dir: Path) -> PlanSpec:
+    from towline.activities import plan_files
+    from towline.activities.tools import TOOLS
+
+    fields = {name: plan_files.file_fields(t.input_model) for name, t in TOOLS.items()}
+    return plan_files.pack(plan, plan_dir, open_store(), fields)
+
+
+def _restore_points(state: RunState) -> dict[str, Restore]:
+    """Each held workspace of a finished run, as its newest snapshot left it."""
+    return {
+        wid: Restore(snapshot=ws.holding.snapshot)
+        for wid, ws in state.workstreams.items()
+        if ws.holding is not None
+    }
 
 
 async def _query(client: Client, workflow_id: str, result_type: type) -> object:
@@ -366,6 +391,7 @@ async def retry_run(
         retry_of=run_id,
         reuse=reuse,
         workspace_of=original.workspace_of or run_id,
+        restore=_restore_points(state),
     )
 
 
@@ -383,7 +409,12 @@ async def rollback_run(client: Client, run_id: str, *, task_queue: str = DEFAULT
         await client.start_workflow(
             ROLLBACK_WORKFLOW,
             RollbackInput(
-                run_id=run_id, plan=original.plan, plan_dir=original.plan_dir, tasks=tasks
+                run_id=run_id,
+                plan=original.plan,
+                plan_dir=original.plan_dir,
+                tasks=tasks,
+                takeover=original.plan.settings.takeover or DEFAULT_TAKEOVER,
+                restore=_restore_points(state),
             ),
             id=rollback_workflow_id(run_id),
             task_queue=task_queue,

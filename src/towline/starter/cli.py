@@ -29,6 +29,7 @@ from towline.starter import api, local, ops, progress
 from towline.starter import args as checks
 from towline.starter.schedules import ScheduleError
 from towline.state import RunState, Status
+from towline.store import StoreError, open_store
 from towline.worker.client import (
     BadAddress,
     ServerUnreachable,
@@ -477,6 +478,7 @@ async def _serve_worker(opts: WorkerOptions) -> None:
     from towline.worker.main import serve
     from towline.worker.tracing import TracingConfigError
 
+    open_store().check()  # a store the worker cannot use is bad input: say so at once
     try:
         await serve(opts)
     except (EndpointError, TracingConfigError) as e:
@@ -856,6 +858,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         UsageError,
         config.ConfigError,
         ScheduleError,
+        StoreError,
     ) as e:
         err.print(f"towline: {e}", markup=False)
         return BAD_INPUT

@@ -17,6 +17,7 @@ from typing import Any
 
 from towline.activities.artifacts import SCHEME, read_artifact
 from towline.state import RunState, TaskState
+from towline.store import StoreError
 from towline.stored import stored_ref
 
 # Outputs shown inline when no artifact is referenced, in this order.
@@ -91,9 +92,9 @@ def _references(outputs: dict[str, Any]) -> list[tuple[str, str]]:
 def _artifact(key: str, ref: str) -> Section:
     try:
         return Section(f"{key}: {ref}", read_artifact(ref))
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, StoreError) as e:
         note = (
-            f"({e}; artifacts live on the machine of the worker that ran the task, "
-            "under its TOWLINE_ARTIFACTS or TOWLINE_HOME)\n"
+            f"({e}; artifacts live in the store the workers share: set TOWLINE_STORE "
+            "as they have it, or TOWLINE_ARTIFACTS if they set that)\n"
         )
         return Section(f"{key}: {ref}", note.encode())

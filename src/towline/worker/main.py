@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
+import secrets
 import signal
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -53,10 +57,60 @@ def workflow_classes(*, workstream: type = WorkstreamWorkflow) -> list[type]:
     return [RunWorkflow, workstream, RollbackWorkflow, BreakerWorkflow, GcWorkflow]
 
 
+def holder_queue_for(task_queue: str) -> str:
+    """A task queue of this worker's own, for calls that touch the workspaces it holds:
+    ``<queue>/<host>-<pid>-<random>``, new for each process (a restarted worker holds
+    nothing: its workspaces are taken over from their snapshots)."""
+    host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname()) or "host"
+    return f"{task_queue}/{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def build_workers(
+    client: Client,
+    task_queue: str,
+    *,
+    holder_queue: str | None = None,
+    rates: Mapping[str, float] | None = None,
+    max_concurrent_activities: int = 100,
+    sandboxed: bool = False,
+    registry: Mapping[str, Tool] | None = None,
+) -> list[Worker]:
+    """Every worker a towline worker process runs: the shared queue's, the tools' own
+    queues', and (with ``holder_queue``) the one for the workspaces it holds."""
+    workers = [
+        build_worker(
+            client,
+            task_queue,
+            holder_queue=holder_queue,
+            max_concurrent_activities=max_concurrent_activities,
+            sandboxed=sandboxed,
+            registry=registry,
+        )
+    ]
+    if holder_queue is not None:
+        workers.append(
+            build_holder_worker(
+                client,
+                holder_queue,
+                max_concurrent_activities=max_concurrent_activities,
+                registry=registry,
+            )
+        )
+    workers += build_tool_workers(
+        client,
+        task_queue,
+        rates=rates,
+        max_concurrent_activities=max_concurrent_activities,
+        registry=registry,
+    )
+    return workers
+
+
 def build_worker(
     client: Client,
     task_queue: str,
     *,
+    holder_queue: str | None = None,
     max_concurrent_activities: int = 100,
     max_concurrent_workflow_tasks: int | None = None,
     sandboxed: bool = False,
@@ -65,6 +119,10 @@ def build_worker(
     workflows: Sequence[type] | None = None,
 ) -> Worker:
     """A worker for towline's workflows and tools on ``task_queue``.
+
+    ``holder_queue``: the workspaces this worker prepares are held there (a worker of
+    :func:`build_holder_worker` must poll it); without it, calls that touch them go to
+    ``task_queue`` (workers that share one disk).
 
     towline's workflows are towline's own code (plans are data), kept deterministic by
     review and by the test suite, which runs them ``sandboxed``: there the sandbox fails
@@ -94,6 +152,7 @@ def build_worker(
             workspace.cleanup_workspace,
             gc.collect_garbage,
             notify.notify,
+            *workspace.WorkspaceActivities(holder_queue).activities(),
             *BreakerActivities(client).activities(),
         ],
         interceptors=_interceptors(registry),
@@ -105,6 +164,33 @@ def build_worker(
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=runner,
+    )
+
+
+def build_holder_worker(
+    client: Client,
+    holder_queue: str,
+    *,
+    max_concurrent_activities: int = 100,
+    registry: Mapping[str, Tool] | None = None,
+) -> Worker:
+    """The worker for calls to the workspaces this process holds: their tools and their
+    clean-up, on a task queue only this process polls (the worker-specific task queue
+    pattern). It has slots of its own, so a busy shared queue never delays them."""
+    registry = tools.TOOLS if registry is None else registry
+    return Worker(
+        client,
+        task_queue=holder_queue,
+        activities=[
+            *(t.activity for t in registry.values() if t.activity is not None),
+            workspace.cleanup_workspace,
+            *workspace.WorkspaceActivities(holder_queue).activities(),
+        ],
+        interceptors=_interceptors(registry),
+        max_concurrent_activities=max_concurrent_activities,
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
+        graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
 
@@ -213,7 +299,14 @@ async def run_worker(
     With ``http_port``, serve the worker's endpoint while it runs; ``sdk_metrics`` is the
     runtime ``client`` was created with, whose metrics ``/metrics`` includes.
     """
-    worker = build_worker(client, task_queue, max_concurrent_activities=max_concurrent_activities)
+    holder_queue = holder_queue_for(task_queue)
+    worker, *others = build_workers(
+        client,
+        task_queue,
+        holder_queue=holder_queue,
+        rates=rates,
+        max_concurrent_activities=max_concurrent_activities,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -223,11 +316,9 @@ async def run_worker(
             probes = endpoint_probes(client, worker, sdk_metrics, stopping=stop.is_set)
             await stack.enter_async_context(HttpEndpoint(probes, host=http_host, port=http_port))
         await stack.enter_async_context(worker)
-        for extra in build_tool_workers(
-            client, task_queue, rates=rates, max_concurrent_activities=max_concurrent_activities
-        ):
+        for extra in others:
             await stack.enter_async_context(extra)
-        log.info("worker polling task queue %r", task_queue)
+        log.info("worker polling task queue %r (its workspaces: %r)", task_queue, holder_queue)
         await stop.wait()
         log.info("shutting down")
 

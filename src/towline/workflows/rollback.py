@@ -9,14 +9,17 @@ status`` shows the run with those outcomes.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from towline.holding import Restore
     from towline.plan import expressions
     from towline.plan.spec import PlanSpec
     from towline.state import FINISHED, TOOL_USAGE_SIGNAL, Status, TaskState, UsageReport
+    from towline.workflows.affinity import Affinity
     from towline.workflows.task import (
         TaskEnv,
         prepare_workspace,
@@ -36,6 +39,12 @@ class RollbackInput(BaseModel):
     plan_dir: str
     tasks: dict[str, dict[str, TaskState]] = Field(
         description="workstream -> task -> its state at the end of the run"
+    )
+    # Set by starters since workspaces are held and snapshotted; absent (None) in the
+    # input of rollbacks started before, which replay as they ran.
+    takeover: timedelta | None = None
+    restore: dict[str, Restore] = Field(
+        default_factory=dict, description="workstream -> the workspace as the run left it"
     )
 
 
@@ -62,9 +71,16 @@ class RollbackWorkflow:
         ]
         order.sort(key=lambda k: inp.tasks[k[0]][k[1]].ended_at or workflow.now(), reverse=True)
         workspaces: dict[str, str] = {}
+        held: dict[str, Affinity] = {}
         for wid, tid in order:
             ws, spec = specs[(wid, tid)]
-            if wid not in workspaces:
+            if wid not in workspaces and inp.takeover is not None:
+                # Restored from the run's snapshot, on whichever worker holds it now.
+                held[wid] = Affinity(
+                    run_id=inp.run_id, spec=ws, plan_dir=inp.plan_dir, bound=inp.takeover
+                )
+                workspaces[wid] = await held[wid].hold(inp.restore.get(wid))
+            elif wid not in workspaces:
                 workspaces[wid] = await prepare_workspace(inp.run_id, ws, inp.plan_dir, local=False)
             env = TaskEnv(
                 run_id=inp.run_id,
@@ -72,6 +88,7 @@ class RollbackWorkflow:
                 workspace=workspaces[wid],
                 plan_dir=inp.plan_dir,
                 defaults=(ws.defaults, inp.plan.defaults),
+                affinity=held.get(wid),
             )
             tasks = self._state.tasks[wid]
             scope = expressions.Scope(

@@ -24,7 +24,12 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from towline.durations import format_duration
     from towline.plan.dag import cross_workstream_refs
-    from towline.plan.spec import DEFAULT_MAX_PARALLEL, BudgetSpec, WorkstreamSpec
+    from towline.plan.spec import (
+        DEFAULT_MAX_PARALLEL,
+        DEFAULT_TAKEOVER,
+        BudgetSpec,
+        WorkstreamSpec,
+    )
     from towline.state import (
         FINISHED,
         RUN_WORKFLOW,
@@ -283,6 +288,8 @@ class RunWorkflow:
                 rollback=ws.settings.rollback or plan.settings.rollback or "auto",
                 signals_in_order=True,
                 max_history=self._inp.max_history,
+                takeover=plan.settings.takeover or DEFAULT_TAKEOVER,
+                restore=self._inp.restore.get(ws.id),
             ),
             id=workstream_workflow_id(self._inp.run_id, ws.id),
             result_type=WorkstreamState,

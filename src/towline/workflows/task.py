@@ -52,8 +52,9 @@ from towline.state import (
     Usage,
     WaitingFor,
 )
-from towline.toolcall import ToolCall, ToolContext, ToolResult
+from towline.toolcall import ToolCall, ToolContext
 from towline.workflows import breaker, polling
+from towline.workflows.affinity import Affinity, execute_tool
 
 # A tool heartbeats every second while it runs; a worker that stops doing so has died,
 # and the attempt is retried elsewhere after this long.
@@ -105,6 +106,7 @@ class TaskEnv:
     plan: str = ""  # the plan's name
     failure_policy: FailurePolicy = "fail_fast"
     breaker: BreakerSpec = dataclasses.field(default_factory=BreakerSpec)  # settings.breaker
+    affinity: Affinity | None = None  # the worker holding the workspace gets its calls
 
 
 def attempt_timeout(spec: TaskSpec, env: TaskEnv) -> timedelta:
@@ -460,7 +462,8 @@ async def _call(
             if main:
                 state.attempts += 1
             return None
-        handle = workflow.start_activity(
+        result = await execute_tool(
+            env.affinity,
             tool,
             ToolCall(
                 context=ToolContext(
@@ -474,7 +477,6 @@ async def _call(
                 args=args,
                 cache=spec.cache if main else None,
             ),
-            result_type=ToolResult,
             task_queue=facts(tool).queue(workflow.info().task_queue),
             activity_id=_activity_id(spec.id, state, label, main),
             summary=f"{spec.id}: {tool}" if main else f"{spec.id}: {label} ({tool})",
@@ -484,7 +486,6 @@ async def _call(
             **(polling.options(tool, args) or {"retry_policy": retry_policy(retry)}),
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
-        result = await _outcome(handle)
     except ActivityError as e:
         failure = _failure(e, retry.max_attempts)
         # What the call's attempts spent reached the workstream by the tool_usage signal;
@@ -502,22 +503,6 @@ async def _call(
         state.attempts += max(result.attempt, 1)
         state.cached = result.cached
     return None
-
-
-async def _outcome(handle: workflow.ActivityHandle[ToolResult]) -> ToolResult:
-    """The call's result. If the task is cancelled while it waits, the call is cancelled,
-    unless it has already ended: then its outcome stands. (Cancelling the wait itself
-    would lose a result that arrived in the same workflow task as the cancel, and with
-    it a tool call that changed things and must be rolled back.)"""
-    try:
-        return await asyncio.shield(handle)
-    except asyncio.CancelledError:
-        if not handle.done():
-            handle.cancel()
-        me = asyncio.current_task()
-        if me is not None:
-            me.uncancel()
-        return await handle
 
 
 def _cancelled(err: ActivityError) -> bool:

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamInput,
         WorkstreamState,
     )
-    from towline.workflows import metrics, observe
+    from towline.workflows import affinity, metrics, observe
     from towline.workflows.task import (
         APPROVAL_ANSWERS,
         OPERATOR_ANSWERS,
@@ -94,6 +94,7 @@ class WorkstreamWorkflow:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._changed = False
+        self._affinity: affinity.Affinity | None = None
         self._paused = inp.paused
         self._budget = inp.budget
         # With a run-wide max_parallel, tasks in flight need slots from the run.
@@ -119,7 +120,11 @@ class WorkstreamWorkflow:
             st.status = "running"
             st.started_at = workflow.now()
         workspace = inp.workspace or ""
-        if not workspace and not inp.workspace_free:
+        self._affinity = affinity.for_workstream(inp, st)
+        if self._affinity is not None:
+            workspace = await self._affinity.hold(inp.restore)
+            st.holding = self._affinity.holding
+        elif not workspace and not inp.workspace_free:
             # A scratch folder in this workflow task, a clone or copy as an activity.
             workspace = await prepare_workspace(
                 inp.workspace_of or inp.run_id,
@@ -136,6 +141,7 @@ class WorkstreamWorkflow:
             defaults=(inp.spec.defaults, inp.plan_defaults),
             failure_policy=inp.failure_policy,
             breaker=inp.breaker,
+            affinity=self._affinity,
         )
         for tid in inp.exports:  # reused (or carried) results other workstreams wait for
             if st.tasks[tid].status in FINISHED:
@@ -194,14 +200,18 @@ class WorkstreamWorkflow:
         inp = self._inp
         if inp.workspace_free:
             return
+        arg = {
+            "run_id": inp.workspace_of or inp.run_id,
+            "workstream": inp.spec.id,
+            "repo": inp.spec.repo,
+            "succeeded": succeeded,
+        }
+        if self._affinity is not None:
+            await self._affinity.clean_up(arg)
+            return
         await self._workspace_activity(
             "cleanup_workspace",
-            {
-                "run_id": inp.workspace_of or inp.run_id,
-                "workstream": inp.spec.id,
-                "repo": inp.spec.repo,
-                "succeeded": succeeded,
-            },
+            arg,
             result_type=bool,
             summary=f"clean up workspace of {inp.spec.id}",
             start_to_close_timeout=timedelta(minutes=10),
@@ -346,9 +356,8 @@ class WorkstreamWorkflow:
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > (self._inp.max_history or MAX_HISTORY_EVENTS)
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > (
+            self._inp.max_history or MAX_HISTORY_EVENTS
         )
 
     def _all_finished(self) -> bool:

@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 from temporalio import activity
 
 from towline.activities import repo as git_repo
-from towline.activities.artifacts import artifact_path, artifact_ref
+from towline.activities.artifacts import artifact_file, artifact_ref
 from towline.activities.base import ToolInput, tool
 from towline.errors import ToolError
 from towline.toolcall import ToolContext
@@ -180,29 +180,28 @@ async def _diff(workspace: Path, args: GitInput, ctx: ToolContext) -> dict[str, 
     base = await _base(workspace, args.base)
     info = activity.info()
     ref = artifact_ref(ctx, f"git-diff-{info.activity_id}-{info.attempt}.diff")
-    path = artifact_path(ref)
-    path.parent.mkdir(parents=True, exist_ok=True)
     index = Path((await _run(workspace, "rev-parse", "--git-path", "index")).strip())
     index = index if index.is_absolute() else workspace / index
     fd, scratch = tempfile.mkstemp(prefix="towline-index-")
     os.close(fd)
-    try:
-        if index.exists():
-            shutil.copyfile(index, scratch)
-        else:
-            os.unlink(scratch)  # git makes a fresh index where none is
-        env = {"GIT_INDEX_FILE": scratch}
-        await _run(workspace, "add", "--all", env=env)
-        await _run(workspace, "diff", "--cached", "--binary", f"--output={path}", base, env=env)
-        files = _names(
-            await _run(workspace, "diff", "--cached", "--name-only", "-z", base, env=env)
-        )
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(scratch)
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(args.max_output)
+    with artifact_file(ref) as path:
+        try:
+            if index.exists():
+                shutil.copyfile(index, scratch)
+            else:
+                os.unlink(scratch)  # git makes a fresh index where none is
+            env = {"GIT_INDEX_FILE": scratch}
+            await _run(workspace, "add", "--all", env=env)
+            await _run(workspace, "diff", "--cached", "--binary", f"--output={path}", base, env=env)
+            files = _names(
+                await _run(workspace, "diff", "--cached", "--name-only", "-z", base, env=env)
+            )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(scratch)
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(args.max_output)
     return {
         "diff": head.decode("utf-8", errors="replace"),
         "diff_truncated": size > args.max_output,

@@ -30,7 +30,7 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 from temporalio import activity
 
-from towline.activities.artifacts import artifact_path, artifact_ref
+from towline.activities.artifacts import artifact_path, artifact_ref, publish_artifact
 from towline.activities.base import ToolInput, tool
 from towline.durations import format_duration
 from towline.errors import Category, ToolError
@@ -244,6 +244,7 @@ async def _read_body(reply: httpx.Response, keep: int, ref: str) -> tuple[bytes,
     finally:
         if sink is not None:
             sink.close()
+            publish_artifact(ref)
     return bytes(kept), size, sink is not None
 
 

@@ -54,7 +54,9 @@ class PatchInput(ToolInput):
     patch: str | None = Field(
         None,
         description="a unified diff file, relative to the plan's folder (or absolute), "
-        "or an artifact reference (artifact://...), e.g. patches/api.diff",
+        "or an artifact reference (artifact://...), e.g. patches/api.diff; the file travels "
+        "with the run",
+        json_schema_extra={"plan_file": True},
     )
     diff: str | None = Field(
         None,

@@ -18,7 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from temporalio import activity
 
-from towline.activities.artifacts import artifact_path, artifact_ref
+from towline.activities.artifacts import artifact_file, artifact_ref
 from towline.activities.base import ToolInput, tool
 from towline.activities.process import run_streamed, working_dir
 from towline.errors import ToolError
@@ -85,10 +85,8 @@ async def shell(args: ShellInput, ctx: ToolContext) -> dict[str, Any]:
     cwd = working_dir(ctx.workspace, args.cwd)
     info = activity.info()
     log_ref = artifact_ref(ctx, f"shell-{info.activity_id}-{info.attempt}.log")
-    log_path = artifact_path(log_ref)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with log_path.open("wb") as log:
+    with artifact_file(log_ref) as log_path, log_path.open("wb") as log:
         code, out = await run_streamed(
             args.command, cwd=cwd, env=args.env, log=log, max_output=args.max_output
         )

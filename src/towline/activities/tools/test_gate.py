@@ -27,7 +27,13 @@ from typing import Any
 from pydantic import Field
 from temporalio import activity
 
-from towline.activities.artifacts import artifact_path, artifact_ref, write_artifact
+from towline.activities.artifacts import (
+    artifact_file,
+    artifact_path,
+    artifact_ref,
+    publish_artifact,
+    write_artifact,
+)
 from towline.activities.base import ToolInput, tool
 from towline.activities.process import run_streamed, working_dir
 from towline.errors import ToolError
@@ -103,10 +109,8 @@ async def gate(args: GateInput, ctx: ToolContext) -> dict[str, Any]:
     if report_path is not None:
         report_path.unlink(missing_ok=True)  # never read a report an earlier run left
     log_ref = artifact_ref(ctx, f"{stem}.log")
-    log_path = artifact_path(log_ref)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with log_path.open("wb") as log:
+    with artifact_file(log_ref) as log_path, log_path.open("wb") as log:
         code, out = await run_streamed(command, cwd=cwd, env=args.env, log=log, max_output=_TAIL)
     outputs: dict[str, Any] = {
         "exit_code": code,
@@ -115,6 +119,8 @@ async def gate(args: GateInput, ctx: ToolContext) -> dict[str, Any]:
     }
     if report_path is not None and report_path.is_file():
         data = report_path.read_bytes()
+        if own_report is not None:
+            publish_artifact(own_report)
         outputs["junit"] = own_report or write_artifact(ctx, f"{stem}-junit.xml", data)
         try:
             report = parse_junit(data, cwd)
