@@ -141,7 +141,7 @@ async def test_a_run_id_outside_the_contract_exits_2(conn: list[str], run_id: st
     # "coll/w" would be the workflow id of run coll's workstream w.
     r = await towline("run", str(DEMO), "--id", run_id, *conn)
     assert r.code == 2, r.err
-    assert f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' and '-'" in r.err
+    assert f"not a valid run id: {run_id!r} (use letters, digits, '.', '_' and '-'" in r.err
 
 
 async def test_unreachable_server_exits_3_quickly_naming_the_address() -> None:

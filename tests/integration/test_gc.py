@@ -95,7 +95,7 @@ async def test_gc_keeps_what_open_runs_need_and_removes_the_rest_once_they_close
     assert not forgotten.exists()  # Temporal has no such run and the retention is over
 
     default = await collect.collect(client, policy.from_environment({}))
-    assert default.removed == {"workspaces": [], "artifacts": [], "history": []}
+    assert default.removed == {"workspaces": [], "snapshots": [], "artifacts": [], "history": []}
 
     for rid in (retry, waiting):
         await api.cancel_run(client, rid)
