@@ -540,18 +540,39 @@ async def _list(args: argparse.Namespace) -> int:
             client, status=args.status, labels=labels, query=args.query, limit=args.limit
         )
     ]
+    waiting = await api.waiting_for(client, [r.run_id for r in runs if r.status == "waiting"])
     if args.json:
-        _print_json([r.__dict__ for r in runs])
+        _print_json(
+            [
+                r.__dict__ | ({"waiting_for": waiting[r.run_id]} if r.run_id in waiting else {})
+                for r in runs
+            ]
+        )
         return OK
     from rich.table import Table
 
     grid = Table(show_edge=False)
-    for col in ("run", "plan", "status", "started", "ended"):
+    # Ids are what people copy into the next command: never cut, never folded.
+    grid.add_column("run", no_wrap=True, min_width=max((len(r.run_id) for r in runs), default=3))
+    for col in ("plan", "status", "started", "ended"):
         grid.add_column(col)
+    if waiting:
+        grid.add_column("waiting for", overflow="fold")
     for r in runs:
-        grid.add_row(r.run_id, r.plan, r.status, _when(r.started_at), _when(r.closed_at))
-    _out().print(grid if runs else "no runs")
+        row = [r.run_id, r.plan, r.status, _when(r.started_at), _when(r.closed_at)]
+        grid.add_row(*row, *([waiting.get(r.run_id, "")] if waiting else []))
+    out = _out()
+    _whole_rows(out, grid)
+    out.print(grid if runs else "no runs")
     return OK
+
+
+def _whole_rows(out: Console, grid: Any) -> None:
+    """On a pipe or in a file, print whole rows: widen the console to the table's width."""
+    if not out.is_terminal:
+        out.width = max(
+            out.width, out.measure(grid, options=out.options.update_width(1000)).maximum
+        )
 
 
 def _when(ts: Any) -> str:
@@ -585,7 +606,7 @@ async def _tools(args: argparse.Namespace) -> int:
 
 
 async def _logs(args: argparse.Namespace) -> int:
-    from towline.starter import logs
+    from towline.starter import calls, logs
 
     client = await _client(args)
     state = await api.get_status(client, args.run_id)
@@ -593,9 +614,13 @@ async def _logs(args: argparse.Namespace) -> int:
         name, task = logs.find_task(state, args.task)
     except logs.UnknownTask as e:
         raise UsageError(str(e)) from None
-    parts = logs.sections(task)
+    wid, tid = name.split(".", 1)
+    made = await calls.task_calls(client, args.run_id, wid, tid)
+    # One call (the usual case): its output as it is. Several: each under its title.
+    parts = logs.call_sections(made) if len(made) > 1 else logs.sections(task)
     if not parts:
-        _err().print(f"task {name} has no output ({task.status})", markup=False)
+        did = "its tool printed nothing" if made else "no tool call was made"
+        _err().print(f"task {name} has no output ({task.status}: {did})", markup=False)
         return OK
     sys.stdout.flush()
     out = sys.stdout.buffer
@@ -647,10 +672,7 @@ async def _stats(args: argparse.Namespace) -> int:
         f"{calls} tool calls{scope} from {summary.runs} runs ({store.location})", markup=False
     )
     grid = stats.table(summary.groups)
-    if not out.is_terminal:  # a pipe or a file: print whole rows, never cut them
-        out.width = max(
-            out.width, out.measure(grid, options=out.options.update_width(1000)).maximum
-        )
+    _whole_rows(out, grid)
     out.print(grid)
     return OK
 
