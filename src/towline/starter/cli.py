@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from towline import config
 from towline.catalogue import own_queue_tools
+from towline.dashboard import serve as dashboard
 from towline.plan.load import PlanError, load_plan
 from towline.plan.spec import BudgetSpec, PlanSpec
 from towline.starter import api, local, ops, progress
@@ -87,7 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=[prof, *parents])
 
     up_help = "start a local Temporal dev server and a worker in the background"
-    cmd("up", up_help, conn, server, endpoint)
+    up = cmd("up", up_help, conn, server, endpoint)
+    up.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=dashboard.DEFAULT_PORT,
+        help="serve `towline dashboard` on this port of 127.0.0.1; 0: do not (default %(default)s)",
+    )
     cmd("down", "stop what `towline up` started")
     cmd("dev", "a local Temporal dev server and a worker in the foreground", conn, server, endpoint)
     w = cmd("worker", "run a worker against any Temporal server", conn, endpoint)
@@ -206,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--tool", help="only this tool's calls")
     st.add_argument("--json", action="store_true")
     ops.add_commands(cmd, conn)
+    dashboard.add_command(cmd, conn)
     _schedule_parser(cmd("schedule", "recurring runs of a plan, on Temporal Schedules"), conn)
     return p
 
@@ -350,8 +358,25 @@ async def _up(args: argparse.Namespace) -> int:
     )
     if args.http_port and wnew:
         out.print(f"worker metrics: http://localhost:{args.http_port}/metrics")
-    out.print("stop both with: towline down")
+    if args.dashboard_port:
+        dash = await asyncio.to_thread(_start_dashboard, address, args)
+        out.print(f"dashboard: {dash} (the link holds the token that answering needs)")
+    out.print("stop them with: towline down")
     return OK
+
+
+def _start_dashboard(address: str, args: argparse.Namespace) -> str:
+    from towline.worker.devserver import port_open
+
+    if not local.dashboard_running() and port_open("127.0.0.1", args.dashboard_port):
+        raise UsageError(
+            f"port {args.dashboard_port} (the dashboard) is in use; "
+            "pass --dashboard-port with a free port, or 0 not to start it"
+        )
+    try:
+        return local.start_dashboard(address, args.namespace, args.dashboard_port)[2]
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
 
 
 async def _wait_for_poller(client: Client, task_queue: str, timeout: float = 30.0) -> None:
@@ -369,6 +394,7 @@ async def _down(args: argparse.Namespace) -> int:
     out = _out()
     loc = local.local()
     for path, word, what in (
+        (loc.dashboard_pid, "dashboard", "dashboard"),
         (loc.worker_pid, "towline", "worker"),
         (loc.server_pid, "temporal", "Temporal dev server"),
     ):
@@ -818,6 +844,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "new-tool": _new_tool,
     "stats": _stats,
     **ops.COMMANDS,
+    **dashboard.COMMANDS,
     "schedule": _schedule,
 }
 
