@@ -35,6 +35,7 @@ pytestmark = pytest.mark.timeout(240)
 
 TOWLINE = str(Path(sys.executable).parent / "towline")
 TOKEN = "test-token-0123456789abcdef"
+UI = "http://temporal-ui.test:8233"  # where the dashboard's links lead (TOWLINE_UI_URL)
 _NODES = (
     "return [...document.querySelectorAll('#graph-svg g.node')]"
     ".map(n => [n.dataset.task, n.dataset.status])"
@@ -64,6 +65,7 @@ def dashboard(dev_server: str, tmp_path: Path) -> Iterator[str]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "TOWLINE_UI_URL": UI},
     )
     try:
         deadline = time.monotonic() + 30
@@ -169,6 +171,16 @@ async def test_the_graph_shows_the_statuses_of_a_finished_and_a_waiting_run(
     )
     shown = await _statuses(client, finished)
     assert {k: v for k, v in done.items() if k in shown} == shown  # what the run says
+
+    def links() -> list[str]:
+        found = chromium.find_elements("css selector", "#web-ui, #workstream-links a")
+        return [a.get_attribute("href") for a in found]
+
+    assert await asyncio.to_thread(links) == [
+        f"{UI}/namespaces/default/workflows/{finished}",
+        f"{UI}/namespaces/default/workflows/{finished}%2Fa",
+        f"{UI}/namespaces/default/workflows/{finished}%2Fb",
+    ]
 
     def waiting_page() -> tuple[dict[str, str], str, list[str]]:
         nodes = _graph(

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from towline.plan.spec import PlanSpec
-from towline.starter import views
+from towline.starter import api, views
 from towline.state import RunState, TaskState, WorkstreamState, workstream_workflow_id
 
 MAX_TASK_NODES = 300
@@ -225,8 +225,10 @@ def _bare_graph(state: RunState) -> dict[str, Any]:
     return {"level": "task", "nodes": nodes, "clusters": clusters, "edges": []}
 
 
-def summary_json(run: Any, waiting: str | None, *, ui_base: str, namespace: str) -> dict[str, Any]:
-    """A row of the list of runs (``run`` is an :class:`api.RunSummary`)."""
+def summary_json(
+    run: api.RunSummary, waiting: str | None, *, ui_base: str, namespace: str
+) -> dict[str, Any]:
+    """A row of the list of runs."""
     return {
         "run_id": run.run_id,
         "plan": run.plan,

@@ -144,6 +144,7 @@ function runSkeleton(view, runId) {
     el("div", { id: "legend", class: "legend" },
       ["pending", "waiting", "running", "succeeded", "failed", "skipped", "cancelled", "rolled_back"].map(badge)),
     el("div", { id: "graph", class: "graph" }),
+    el("div", { id: "workstream-links", class: "facts" }),
     el("h2", { text: "Tasks" }),
     el("table", { id: "tasks" },
       el("thead", {}, el("tr", {},
@@ -176,6 +177,10 @@ async function showRun(view, runId) {
   ].filter(Boolean));
   renderWaits(data);
   renderGraph(data);
+  put(document.getElementById("workstream-links"), "each workstream's history in the Web UI:",
+    data.workstreams.map((w) => el("a", {
+      href: w.web_ui, target: "_blank", rel: "noopener", "data-workstream": w.id, text: `${w.id} ↗`,
+    })));
   renderTasks(data);
 }
 
