@@ -74,3 +74,29 @@ async def test_list_filters_by_status_label_and_query(
     code, _, err = await _list(dev_server, "--label", "no-equals-sign")
     assert code == 2
     assert "--label 'no-equals-sign': expected KEY=VALUE" in err
+
+
+async def test_list_prints_whole_ids_when_piped(
+    client: Client, dev_server: str, task_queue: str, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    long_id = f"a-run-whose-id-is-longer-than-a-terminal-is-wide-{tag}-" + "x" * 40
+    spec = check_data(plan(ws("w", echo("a")), name=f"list-{tag}-long"))
+    await api.start_run(client, spec, plan_dir=tmp_path, task_queue=task_queue, run_id=long_id)
+    await api.wait_run(client, long_id)
+    await _ids(dev_server, "--query", f'WorkflowId = "{long_id}"', expect=[long_id])
+    proc = await asyncio.create_subprocess_exec(
+        TOWLINE,
+        "list",
+        "--address",
+        dev_server,
+        "--query",
+        f'WorkflowId = "{long_id}"',
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    row = next(line for line in out.decode().splitlines() if long_id[:20] in line)
+    assert long_id in row.split(), out.decode()  # whole, on one line, though past 80 columns
+    assert f"list-{tag}-long" in row

@@ -63,6 +63,18 @@ async def test_failing_test_gate_is_fixed_by_a_fix_task(conn: list[str]) -> None
     assert tests["status"] == "succeeded"
     assert tests["fixes"] == 1
     assert tests["runs"] == 2
+    table = await towline("status", out["run_id"], *conn)  # as the README says: a person sees it
+    assert "1 fix; ran 2 times" in _row(table.out, "tests"), table.out
+    logs = await towline("logs", out["run_id"], "calc.tests", *conn)
+    assert logs.code == 0, logs.err
+    titles = [line for line in logs.out.splitlines() if line.startswith("==> ")]
+    assert [t.split(";")[0] for t in titles] == [
+        "==> call 1 (test_gate): failed",
+        "==> call 1 (test_gate): failed",
+        "==> fix 1 (shell): succeeded",
+        "==> call 2 (test_gate): succeeded",
+    ], titles
+    assert "fixing after: test_failed" in logs.out  # the fix call's own output
 
 
 async def test_paused_task_is_retried_by_an_operator_command(conn: list[str]) -> None:
@@ -70,13 +82,24 @@ async def test_paused_task_is_retried_by_an_operator_command(conn: list[str]) ->
     status = await _until_waiting(rid, "release.deploy", conn)
     assert status["status"] == "waiting"
     assert status["workstreams"]["release"]["tasks"]["deploy"]["waiting_for"] == "operator"
-    r = await towline("retry", rid, "release.deploy", "--by", "ops", *conn)
+    table = await towline("status", rid, *conn)
+    waiting = _row(table.out, "deploy")
+    assert "target busy" in waiting, table.out  # what the tool said, not only its command
+    assert f"towline retry|skip|abort {rid} release.deploy" in waiting, table.out
+    listed = await towline("list", "--status", "waiting", "--query", f'WorkflowId = "{rid}"', *conn)
+    assert (
+        f"an operator for release.deploy (it failed): towline retry|skip|abort {rid}"
+        in " ".join(listed.out.split())
+    ), listed.out
+    r = await towline("retry", rid, "release.deploy", "--by", "ops", "--note", "freed it", *conn)
     assert r.code == 0, r.err
     r = await towline("watch", rid, *conn)
     assert r.code == 0, r.err
     deploy = (await _status(rid, conn))["workstreams"]["release"]["tasks"]["deploy"]
     assert deploy["status"] == "succeeded"
     assert [d["answer"] for d in deploy["decisions"]] == ["retry"]
+    table = await towline("status", rid, *conn)
+    assert "retried by ops: freed it; ran 2 times" in _row(table.out, "deploy"), table.out
 
 
 async def test_approval_is_given_from_the_cli(conn: list[str]) -> None:
@@ -96,6 +119,8 @@ async def test_approval_is_given_from_the_cli(conn: list[str]) -> None:
     assert deploy["decisions"][0]["by"] == "ana"
     assert deploy["decisions"][0]["note"] == "ship it"
     assert "at" in deploy["decisions"][0]
+    table = await towline("status", rid, *conn)
+    assert "approved by ana: ship it" in _row(table.out, "deploy"), table.out
 
 
 async def test_failed_workstream_is_rolled_back(conn: list[str]) -> None:
@@ -107,3 +132,27 @@ async def test_failed_workstream_is_rolled_back(conn: list[str]) -> None:
     assert db["tasks"]["create-table"]["status"] == "rolled_back"
     assert db["tasks"]["backfill"]["status"] == "rolled_back"
     assert db["tasks"]["migrate-app"]["error"]["category"] == "tool"
+    logs = await towline("logs", out["run_id"], "db.create-table", *conn)
+    assert logs.code == 0, logs.err
+    # It printed nothing, and its rollback neither: said so, call by call.
+    assert logs.out == (
+        "==> call 1 (shell): succeeded <==\n(no output)\n"
+        "==> rollback (shell): succeeded <==\n(no output)\n"
+    )
+    logs = await towline("logs", out["run_id"], "db.migrate-app", *conn)
+    assert "app migration failed: schema mismatch" in logs.out
+
+
+def _row(table: str, task: str) -> str:
+    """A task's row of ``towline status``'s table, its folded lines joined."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split("│")[0].strip() == task)
+    row = [lines[start]]
+    for line in lines[start + 1 :]:
+        if line.split("│")[0].strip():
+            break
+        row.append(line)
+    cells = [
+        " ".join(c.strip() for c in col) for col in zip(*(r.split("│") for r in row), strict=True)
+    ]
+    return " ".join(" ".join(cells).split())

@@ -604,6 +604,28 @@ async def list_runs(
         raise
 
 
+async def waiting_for(
+    client: Client, run_ids: list[str], *, timeout: float = 5.0
+) -> dict[str, str]:
+    """What each of these waiting runs waits for, in words, with the commands that
+    answer (``approval of prod.deploy: towline approve|reject RUN prod.deploy``).
+
+    Asked of the runs all at once; a run no worker answers within ``timeout`` says so.
+    """
+    from towline.starter import views
+
+    async def one(rid: str) -> str:
+        try:
+            state = await asyncio.wait_for(get_status(client, rid), timeout)
+        except (TimeoutError, NoWorker):
+            return "(no worker answered: is `towline worker` running?)"
+        except (UnknownRun, RPCError) as e:
+            return f"(cannot tell: {e})"
+        return views.waits_in_words(state, commands=True)
+
+    return dict(zip(run_ids, await asyncio.gather(*(one(r) for r in run_ids)), strict=True))
+
+
 _FALLBACK_STATUS = {
     WorkflowExecutionStatus.RUNNING: "running",
     WorkflowExecutionStatus.COMPLETED: "succeeded",

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from towline import config
 from towline.catalogue import own_queue_tools
+from towline.dashboard import serve as dashboard
 from towline.plan.load import PlanError, load_plan
 from towline.plan.spec import BudgetSpec, PlanSpec
 from towline.starter import api, local, ops, progress
@@ -104,7 +105,13 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=[prof, *parents])
 
     up_help = "start a local Temporal dev server and a worker in the background"
-    cmd("up", up_help, conn, server, endpoint)
+    up = cmd("up", up_help, conn, server, endpoint)
+    up.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=dashboard.DEFAULT_PORT,
+        help="serve `towline dashboard` on this port of 127.0.0.1; 0: do not (default %(default)s)",
+    )
     cmd("down", "stop what `towline up` started")
     cmd("dev", "a local Temporal dev server and a worker in the foreground", conn, server, endpoint)
     w = cmd("worker", "run a worker against any Temporal server", conn, endpoint)
@@ -230,6 +237,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--tool", help="only this tool's calls")
     st.add_argument("--json", action="store_true")
     ops.add_commands(cmd, conn)
+    dashboard.add_command(cmd, conn)
     _schedule_parser(cmd("schedule", "recurring runs of a plan, on Temporal Schedules"), conn)
     return p
 
@@ -376,8 +384,25 @@ async def _up(args: argparse.Namespace) -> int:
     )
     if args.http_port and wnew:
         out.print(f"worker metrics: http://localhost:{args.http_port}/metrics")
-    out.print("stop both with: towline down")
+    if args.dashboard_port:
+        dash = await asyncio.to_thread(_start_dashboard, address, args)
+        out.print(f"dashboard: {dash} (the link holds the token that answering needs)")
+    out.print("stop them with: towline down")
     return OK
+
+
+def _start_dashboard(address: str, args: argparse.Namespace) -> str:
+    from towline.worker.devserver import port_open
+
+    if not local.dashboard_running() and port_open("127.0.0.1", args.dashboard_port):
+        raise UsageError(
+            f"port {args.dashboard_port} (the dashboard) is in use; "
+            "pass --dashboard-port with a free port, or 0 not to start it"
+        )
+    try:
+        return local.start_dashboard(address, args.namespace, args.dashboard_port)[2]
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
 
 
 async def _wait_for_poller(client: Client, task_queue: str, timeout: float = 30.0) -> None:
@@ -395,6 +420,7 @@ async def _down(args: argparse.Namespace) -> int:
     out = _out()
     loc = local.local()
     for path, word, what in (
+        (loc.dashboard_pid, "dashboard", "dashboard"),
         (loc.worker_pid, "towline", "worker"),
         (loc.server_pid, "temporal", "Temporal dev server"),
     ):
@@ -566,18 +592,39 @@ async def _list(args: argparse.Namespace) -> int:
             client, status=args.status, labels=labels, query=args.query, limit=args.limit
         )
     ]
+    waiting = await api.waiting_for(client, [r.run_id for r in runs if r.status == "waiting"])
     if args.json:
-        _print_json([r.__dict__ for r in runs])
+        _print_json(
+            [
+                r.__dict__ | ({"waiting_for": waiting[r.run_id]} if r.run_id in waiting else {})
+                for r in runs
+            ]
+        )
         return OK
     from rich.table import Table
 
     grid = Table(show_edge=False)
-    for col in ("run", "plan", "status", "started", "ended"):
+    # Ids are what people copy into the next command: never cut, never folded.
+    grid.add_column("run", no_wrap=True, min_width=max((len(r.run_id) for r in runs), default=3))
+    for col in ("plan", "status", "started", "ended"):
         grid.add_column(col)
+    if waiting:
+        grid.add_column("waiting for", overflow="fold")
     for r in runs:
-        grid.add_row(r.run_id, r.plan, r.status, _when(r.started_at), _when(r.closed_at))
-    _out().print(grid if runs else "no runs")
+        row = [r.run_id, r.plan, r.status, _when(r.started_at), _when(r.closed_at)]
+        grid.add_row(*row, *([waiting.get(r.run_id, "")] if waiting else []))
+    out = _out()
+    _whole_rows(out, grid)
+    out.print(grid if runs else "no runs")
     return OK
+
+
+def _whole_rows(out: Console, grid: Any) -> None:
+    """On a pipe or in a file, print whole rows: widen the console to the table's width."""
+    if not out.is_terminal:
+        out.width = max(
+            out.width, out.measure(grid, options=out.options.update_width(1000)).maximum
+        )
 
 
 def _when(ts: Any) -> str:
@@ -611,7 +658,7 @@ async def _tools(args: argparse.Namespace) -> int:
 
 
 async def _logs(args: argparse.Namespace) -> int:
-    from towline.starter import logs
+    from towline.starter import calls, logs
 
     client = await _client(args)
     state = await api.get_status(client, args.run_id)
@@ -619,9 +666,13 @@ async def _logs(args: argparse.Namespace) -> int:
         name, task = logs.find_task(state, args.task)
     except logs.UnknownTask as e:
         raise UsageError(str(e)) from None
-    parts = logs.sections(task)
+    wid, tid = name.split(".", 1)
+    made = await calls.task_calls(client, args.run_id, wid, tid)
+    # One call (the usual case): its output as it is. Several: each under its title.
+    parts = logs.call_sections(made) if len(made) > 1 else logs.sections(task)
     if not parts:
-        _err().print(f"task {name} has no output ({task.status})", markup=False)
+        did = "its tool printed nothing" if made else "no tool call was made"
+        _err().print(f"task {name} has no output ({task.status}: {did})", markup=False)
         return OK
     sys.stdout.flush()
     out = sys.stdout.buffer
@@ -673,10 +724,7 @@ async def _stats(args: argparse.Namespace) -> int:
         f"{calls} tool calls{scope} from {summary.runs} runs ({store.location})", markup=False
     )
     grid = stats.table(summary.groups)
-    if not out.is_terminal:  # a pipe or a file: print whole rows, never cut them
-        out.width = max(
-            out.width, out.measure(grid, options=out.options.update_width(1000)).maximum
-        )
+    _whole_rows(out, grid)
     out.print(grid)
     return OK
 
@@ -821,6 +869,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "new-tool": _new_tool,
     "stats": _stats,
     **ops.COMMANDS,
+    **dashboard.COMMANDS,
     "schedule": _schedule,
 }
 

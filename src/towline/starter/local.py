@@ -35,6 +35,14 @@ class Local:
     def server_info(self) -> Path:
         return self.root / "server.json"
 
+    @property
+    def dashboard_pid(self) -> Path:
+        return self.root / "dashboard.pid"
+
+    @property
+    def dashboard_token(self) -> Path:
+        return self.root / "dashboard.token"
+
 
 def local() -> Local:
     return Local(config.home())
@@ -174,6 +182,61 @@ def start_worker(
     )
     loc.worker_pid.write_text(str(proc.pid))
     return proc.pid, True
+
+
+def dashboard_running() -> bool:
+    """Whether the dashboard ``up`` started still runs."""
+    pid = _read_pid(local().dashboard_pid)
+    return pid is not None and _ours(pid, "dashboard")
+
+
+def start_dashboard(address: str, namespace: str, port: int) -> tuple[int, bool, str]:
+    """Start (or reuse) ``towline dashboard`` in the background, on 127.0.0.1:``port``.
+
+    Its answering token is kept in ``.towline/dashboard.token`` (readable by its owner
+    only), so ``towline up`` prints the same link while it runs. Returns its pid, whether
+    it is new, and the link to open.
+    """
+    from towline.dashboard.serve import link, write_token
+
+    loc = local()
+    token = write_token(loc.dashboard_token)
+    pid = _read_pid(loc.dashboard_pid)
+    if pid and _ours(pid, "dashboard"):
+        return pid, False, link("127.0.0.1", port, token)
+    loc.root.mkdir(parents=True, exist_ok=True)
+    log = open(loc.root / "dashboard.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "towline",
+            "dashboard",
+            "--address",
+            address,
+            "--namespace",
+            namespace,
+            "--port",
+            str(port),
+            "--token-file",
+            str(loc.dashboard_token),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=worker_environment(loc.root),
+    )
+    loc.dashboard_pid.write_text(str(proc.pid))
+    deadline = time.monotonic() + 20
+    while not devserver.port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            loc.dashboard_pid.unlink(missing_ok=True)
+            raise RuntimeError(
+                f"the dashboard did not start on port {port}; see {loc.root / 'dashboard.log'}"
+            )
+        time.sleep(0.1)
+    return proc.pid, True, link("127.0.0.1", port, token)
 
 
 # How to reach a remote server: the local worker talks plain gRPC to the local server.

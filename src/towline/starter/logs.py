@@ -2,10 +2,11 @@
 
 A task's outputs may reference artifacts: a log (``log``), a stored body, or values the
 ``@tool`` decorator moved out of history for their size (``{"$artifact": ref}``). Each
-is read from the artifact store (a local folder: the CLI must see the worker's
-artifacts, e.g. on the same machine). A task whose outputs reference none shows its
-inline output (``stdout``/``stderr``, ``text``), else the outputs as JSON; a failed task
-also shows its error and the tail of what its tool printed.
+is read from the artifact store (``TOWLINE_STORE``, shared by workers and the CLI). A
+task whose outputs reference none shows its inline output (``stdout``/``stderr``,
+``text``), else the outputs as JSON; a failed task also shows its error and the tail of
+what its tool printed. A task whose tool was called more than once (an operator's retry,
+a fix, a rollback) shows every call, each under a title (:mod:`towline.starter.calls`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from towline.activities.artifacts import SCHEME, read_artifact
-from towline.state import RunState, TaskState
+from towline.starter.calls import Call
+from towline.state import ErrorInfo, RunState, TaskState
 from towline.store import StoreError
 from towline.stored import stored_ref
 
@@ -60,20 +62,43 @@ def find_task(state: RunState, name: str) -> tuple[str, TaskState]:
 
 def sections(task: TaskState) -> list[Section]:
     """The task's output, piece by piece (see the module's docstring)."""
-    out = [_artifact(key, ref) for key, ref in _references(task.outputs)]
+    return sections_of(task.outputs, task.error)
+
+
+def sections_of(outputs: dict[str, Any], error: ErrorInfo | None) -> list[Section]:
+    """The pieces of one call's output: its artifacts, else its inline output, else its
+    outputs as JSON; then, for a failed call, what it printed and its error."""
+    out = [_artifact(key, ref) for key, ref in _references(outputs)]
     if not out:
         out = [
             Section(key, value.encode())
             for key in _INLINE
-            if isinstance(value := task.outputs.get(key), str) and value
+            if isinstance(value := outputs.get(key), str) and value
         ]
-    if not out and task.outputs:
-        out = [Section("outputs", json.dumps(task.outputs, indent=2).encode() + b"\n")]
-    if task.error is not None:
-        if task.error.output and not any(s.title.startswith("log") for s in out):
-            out.append(Section("output of the failed attempt", task.error.output.encode()))
-        text = f"{task.error.category}: {task.error.message}\n"
+    if not out and outputs:
+        out = [Section("outputs", json.dumps(outputs, indent=2).encode() + b"\n")]
+    if error is not None:
+        if error.output and not any(s.title.startswith("log") for s in out):
+            out.append(Section("output of the failed attempt", error.output.encode()))
+        text = f"{error.category}: {error.message}\n"
         out.append(Section("error", text.encode()))
+    return [s for s in out if s.content.strip()]
+
+
+def call_sections(calls: list[Call]) -> list[Section]:
+    """One section (or one per piece) for each of several tool calls of a task, each
+    titled with the call, and saying so when it printed nothing."""
+    out = []
+    for call in calls:
+        head = f"{call.title}: {call.status}"
+        if call.attempt > 1:
+            head += f" (attempt {call.attempt})"
+        pieces = sections_of(call.outputs, call.error)
+        if not pieces:
+            said = "no output yet" if call.status == "running" else "no output"
+            out.append(Section(head, f"({said})\n".encode()))
+        for piece in pieces:
+            out.append(Section(f"{head}; {piece.title}", piece.content))
     return out
 
 

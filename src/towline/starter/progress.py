@@ -15,8 +15,8 @@ from rich.text import Text
 from temporalio.client import Client
 
 from towline import estimates
-from towline.starter import api
-from towline.state import FINISHED, RunState, TaskState
+from towline.starter import api, views
+from towline.state import FINISHED, RunState
 
 log = logging.getLogger("towline.progress")
 
@@ -47,14 +47,6 @@ def _seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _task_note(t: TaskState) -> str:
-    if t.error is not None:
-        return f"{t.error.category}: {t.error.message}"
-    if t.cached:
-        return "cached: an earlier identical result, the tool did not run"
-    return t.reason or ""
-
-
 def table(state: RunState, *, eta: str = "") -> Table:
     """The run as a table: one row per task, grouped by workstream."""
     title = Text.assemble(
@@ -64,11 +56,12 @@ def table(state: RunState, *, eta: str = "") -> Table:
         (state.status, _STYLE.get(state.status, "")),
         f"  {_elapsed(state.started_at, state.ended_at)}",
         (f"  {eta}" if eta else "", "dim"),
+        (f"  for {views.waits_in_words(state)}" if state.status == "waiting" else "", "yellow"),
     )
     grid = Table(title=title, title_justify="left", expand=False, show_edge=False)
     grid.add_column("task")
     grid.add_column("status")
-    grid.add_column("tries", justify="right")
+    grid.add_column("attempts", justify="right")
     grid.add_column("time", justify="right")
     grid.add_column("note", overflow="fold", max_width=70)
     for wid, ws in state.workstreams.items():
@@ -85,7 +78,7 @@ def table(state: RunState, *, eta: str = "") -> Table:
                 Text(t.status, style=_STYLE.get(t.status, "")),
                 str(t.attempts or ""),
                 _elapsed(t.started_at, t.ended_at),
-                _task_note(t),
+                views.task_note(state.run_id, f"{wid}.{tid}", t),
             )
     return grid
 
@@ -112,7 +105,7 @@ def transitions(before: RunState | None, after: RunState) -> list[str]:
         task_lines = []
         for tid, t in ws.tasks.items():
             if old.get(f"{wid}.{tid}", "pending") != t.status:
-                note = _task_note(t)
+                note = views.task_note(after.run_id, f"{wid}.{tid}", t)
                 task_lines.append(f"task {wid}.{tid}: {t.status}" + (f" ({note})" if note else ""))
         # A workstream that ended is reported after the tasks that ended it.
         lines += task_lines + ws_line if ws.status in FINISHED else ws_line + task_lines
@@ -149,6 +142,15 @@ async def follow(client: Client, run_id: str, *, console: Console, live: bool) -
             done.exception()  # a failed run is reported through its status, not raised
 
 
+def estimable(state: RunState) -> bool:
+    """Whether an ETA means anything now: something runs and nothing waits (the end of a
+    wait for a person, a budget or a breaker cannot be foreseen)."""
+    tasks = [t for ws in state.workstreams.values() for t in ws.tasks.values()]
+    return any(t.status == "running" for t in tasks) and not any(
+        t.status == "waiting" for t in tasks
+    )
+
+
 async def _eta(client: Client, run_id: str) -> Callable[[RunState], str] | None:
     """What turns the run's state into "ETA ~3m10s", from the run history (the method is
     in :mod:`towline.estimates`); None when the history cannot be read."""
@@ -160,6 +162,8 @@ async def _eta(client: Client, run_id: str) -> Callable[[RunState], str] | None:
         return None
 
     def text(state: RunState) -> str:
+        if not estimable(state):
+            return ""
         left = estimates.eta(plan, state, known, now=datetime.now(UTC))
         if left is None:
             return ""
