@@ -28,8 +28,7 @@ from tests.upgrade.v2 import WorkstreamV2, WorkstreamV2Unguarded, cool_down_summ
 from tests.workerproc import start_worker, wait_status
 from towline.plan.load import check_data
 from towline.starter import api
-from towline.worker.converter import DATA_CONVERTER
-from towline.worker.main import workflow_classes
+from towline.worker.plugin import TowlinePlugin, workflow_classes
 from towline.workflows.workstream import WorkstreamWorkflow
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,9 +38,8 @@ RECORDED = sorted((ROOT / "tests" / "histories").glob("*.json"))
 
 
 def _replayer(workstream: type) -> Replayer:
-    return Replayer(
-        workflows=workflow_classes(workstream=workstream), data_converter=DATA_CONVERTER
-    )
+    plugin = TowlinePlugin(workflows=workflow_classes(workstream=workstream))
+    return Replayer(workflows=[], plugins=[plugin])
 
 
 async def _until_waiting(client: Client, rid: str, task: str) -> None:

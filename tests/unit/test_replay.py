@@ -14,11 +14,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from towline.worker.converter import DATA_CONVERTER
-from towline.workflows.breaker import BreakerWorkflow
-from towline.workflows.rollback import RollbackWorkflow
-from towline.workflows.run import RunWorkflow
-from towline.workflows.workstream import WorkstreamWorkflow
+from towline.worker.plugin import TowlinePlugin
 
 HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
@@ -29,10 +25,8 @@ def test_there_are_histories_to_replay() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays_without_nondeterminism(path: Path) -> None:
-    replayer = Replayer(
-        workflows=[RunWorkflow, WorkstreamWorkflow, RollbackWorkflow, BreakerWorkflow],
-        data_converter=DATA_CONVERTER,
-    )
+    # What the worker is given: its workflows, converter, interceptors and sandbox.
+    replayer = Replayer(workflows=[], plugins=[TowlinePlugin()])
     history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -60,7 +60,8 @@ async def _main(address: str, task_queue: str) -> None:
     import contextlib
 
     from towline.worker.client import connect
-    from towline.worker.main import build_tool_workers, build_worker, workflow_classes
+    from towline.worker.main import build_tool_workers, build_worker
+    from towline.worker.plugin import workflow_classes
 
     client = await connect(address, "default")
     stop = asyncio.Event()

@@ -2,7 +2,9 @@
 
 :func:`serve` is ``towline worker``: telemetry (metrics, tracing), the connection, the
 worker, and its HTTP endpoint (``/metrics``, ``/healthz``, ``/readyz``), until SIGINT or
-SIGTERM. :func:`build_worker` is the worker alone, for tests and benchmarks.
+SIGTERM. :func:`build_worker` is the worker alone, for tests and benchmarks. What every
+worker shares (converter, interceptors, workflows, sandbox passthrough) is one plugin,
+:class:`~towline.worker.plugin.TowlinePlugin`; here each worker gets its activities.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from datetime import timedelta
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, Interceptor
-from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from towline import history
 from towline.activities import gc, notify, tools, workspace
@@ -35,26 +36,12 @@ from towline.retention import holdings, schedule
 from towline.worker import metrics, tracing
 from towline.worker.client import check_namespace, connect
 from towline.worker.http import HttpEndpoint, Probes, Readiness
-from towline.worker.interceptors import TowlineInterceptor
-from towline.worker.recorder import HistoryInterceptor
-from towline.workflows.breaker import BreakerWorkflow
-from towline.workflows.gc import GcWorkflow
-from towline.workflows.rollback import RollbackWorkflow
-from towline.workflows.run import RunWorkflow
-from towline.workflows.workstream import WorkstreamWorkflow
+from towline.worker.plugin import TowlinePlugin
 
 log = logging.getLogger("towline.worker")
 
-# Pure modules the workflows import: passed through the sandbox (in tests), so each
-# workflow run does not re-import them.
-_PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "towline", "opentelemetry")
 # How long /readyz waits for the Temporal server's answer.
 READY_TIMEOUT = timedelta(seconds=2)
-
-
-def workflow_classes(*, workstream: type = WorkstreamWorkflow) -> list[type]:
-    """towline's workflows (the upgrade test swaps in another version of the workstream's)."""
-    return [RunWorkflow, workstream, RollbackWorkflow, BreakerWorkflow, GcWorkflow]
 
 
 def holder_queue_for(task_queue: str) -> str:
@@ -130,22 +117,17 @@ def build_worker(
     production worker skips the sandbox, whose checks cost about a quarter of the
     worker's CPU per task (bench/README.md).
 
+    ``workflows`` replaces towline's (the upgrade test's other version of one);
     ``registry`` replaces the tools (tests give scripted ones under the real names);
     ``max_cached_workflows=0`` makes every workflow task replay its whole history, as a
     worker that has just replaced a dead one does.
     """
     registry = tools.TOOLS if registry is None else registry
-    runner: WorkflowRunner = (
-        SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
-        )
-        if sandboxed
-        else UnsandboxedWorkflowRunner()
-    )
+    # The plugin lets towline's pure modules through a sandbox.
+    runner: WorkflowRunner = SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner()
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(workflows or workflow_classes()),
         activities=[
             *(t.activity for t in registry.values() if t.activity is not None),
             workspace.prepare_workspace,
@@ -155,7 +137,7 @@ def build_worker(
             *workspace.WorkspaceActivities(holder_queue).activities(),
             *BreakerActivities(client).activities(),
         ],
-        interceptors=_interceptors(registry),
+        plugins=[TowlinePlugin(workflows=workflows or None, registry=registry)],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
@@ -186,22 +168,12 @@ def build_holder_worker(
             workspace.cleanup_workspace,
             *workspace.WorkspaceActivities(holder_queue).activities(),
         ],
-        interceptors=_interceptors(registry),
+        plugins=[TowlinePlugin(workflows=(), registry=registry)],
         max_concurrent_activities=max_concurrent_activities,
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
-
-
-def _interceptors(registry: Mapping[str, Tool]) -> list[WorkerInterceptor]:
-    return [
-        # Metrics, spans and log ids for every tool call (cache hits too, so outermost);
-        # spans for runs and workstreams.
-        TowlineInterceptor(),
-        # Records each tool call in the run history and serves `cache:` hits.
-        HistoryInterceptor(history.open_store(), registry),
-    ]
 
 
 def build_tool_workers(
@@ -223,7 +195,7 @@ def build_tool_workers(
             client,
             task_queue=f"{task_queue}-{name}",
             activities=[activity],
-            interceptors=_interceptors(registry),
+            plugins=[TowlinePlugin(workflows=(), registry=registry)],
             max_concurrent_activities=max_concurrent_activities,
             max_task_queue_activities_per_second=(rates or {}).get(name),
             max_heartbeat_throttle_interval=timedelta(seconds=1),
