@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench docs clean
+.PHONY: install demo test lint typecheck unit bench docs hooks clean
 
 install: $(STAMP)
 
@@ -37,6 +37,12 @@ docs: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# ruff and mypy before each commit (.pre-commit-config.yaml); optional: `make test`
+# runs the same checks without it.
+hooks: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pre-commit
+	$(BIN)/pre-commit install
 
 clean:
 	rm -rf $(VENV) .towline build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """The status vocabulary, the search attributes, and the state the workflows report.
 
-Runs, workstreams and tasks share one vocabulary (CONTRACT.md). The models here cross
+Runs, workstreams and tasks share one vocabulary (docs/plan.md, "Statuses": the project's
+docs are its contract with users, extended, never broken). The models here cross
 the boundary between workflows, the CLI and scripts, so they are plain pydantic data.
 """
 

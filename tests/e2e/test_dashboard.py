@@ -104,7 +104,8 @@ def _graph(driver: Any, url: str, want: dict[str, str]) -> dict[str, str]:
         shown = {task: status for task, status in driver.execute_script(_NODES)}
         return shown if shown == want else None
 
-    return _until(driver, nodes, f"the graph never showed {want}")
+    shown: dict[str, str] = _until(driver, nodes, f"the graph never showed {want}")
+    return shown
 
 
 async def _start(client: Client, task_queue: str, tmp_path: Path, spec: dict[str, Any]) -> str:
@@ -211,7 +212,8 @@ async def test_the_graph_shows_the_statuses_of_a_finished_and_a_waiting_run(
             }
             return found if finished in found and waiting in found else None
 
-        return _until(chromium, rows, "the list never showed both runs")
+        found: dict[str, str] = _until(chromium, rows, "the list never showed both runs")
+        return found
 
     rows = await asyncio.to_thread(listed)
     assert "waiting approval of prod.deploy" in rows[waiting]
@@ -249,7 +251,7 @@ async def test_an_answer_needs_the_token_and_records_who_gave_it(
         )[0]
         chromium.find_element("css selector", ".wait input[name='note']").send_keys("ship it")
         button.click()
-        return _until(
+        message: str = _until(
             chromium,
             lambda: (
                 chromium.find_element("css selector", ".wait .message").text.strip(" ….")
@@ -258,6 +260,7 @@ async def test_an_answer_needs_the_token_and_records_who_gave_it(
             ),
             "no answer came back",
         )
+        return message
 
     refused = await asyncio.to_thread(approve, None)
     assert refused.startswith("answering needs the token"), refused

@@ -28,7 +28,8 @@ async def _run_wait(name: str, conn: list[str]) -> tuple[int, dict[str, Any]]:
 async def _status(rid: str, conn: list[str]) -> dict[str, Any]:
     r = await towline("status", rid, "--json", *conn)
     assert r.code == 0, r.err
-    return json.loads(r.out)
+    state: dict[str, Any] = json.loads(r.out)
+    return state
 
 
 async def _start(name: str, conn: list[str]) -> str:

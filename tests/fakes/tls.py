@@ -204,13 +204,15 @@ async def _serve(argv: Sequence[str]) -> None:
     expected = f"Bearer {args.api_key}" if args.api_key else None
 
     class Forward(grpc.GenericRpcHandler):
-        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes]:
             # every WorkflowService call is unary; bytes in, bytes out
             call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
                 details.method
             )
 
-            async def forward(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            async def forward(
+                request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+            ) -> bytes:
                 metadata = [
                     (k, v) for k, v in context.invocation_metadata() or () if not k.startswith(":")
                 ]

@@ -25,6 +25,7 @@ import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 
@@ -41,7 +42,7 @@ QUEUE = "record"
 SCRATCH = Path("/srv/towline-replay")
 
 
-def _plans(scratch: Path) -> dict[str, dict]:
+def _plans(scratch: Path) -> dict[str, dict[str, Any]]:
     undo = {"tool": "shell", "with": {"command": ["sh", "-c", "echo undone"]}}
     return {
         "cross-workstream": plan(

@@ -21,6 +21,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -76,7 +77,7 @@ async def _worker(client: Client) -> AsyncIterator[str]:
         yield queue
 
 
-def _marked_plan(marker: str) -> dict:
+def _marked_plan(marker: str) -> dict[str, Any]:
     # The command carries the marker reversed: only the tool's output holds it as it is.
     say = {"command": ["sh", "-c", 'echo "$0" | rev', marker[::-1]]}
     fail = {"command": ["sh", "-c", 'echo "$0" | rev >&2; exit 3', f"fail-{marker}"[::-1]]}

@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -29,7 +30,7 @@ NOW = policy.Retention(dict.fromkeys(policy.KINDS, timedelta(0)))  # every reten
 TOWLINE = str(Path(sys.executable).parent / "towline")
 
 
-def _plan() -> dict:
+def _plan() -> dict[str, Any]:
     # `gate` fails once approved: its workspace is kept (keep: on_failure), and a retry of
     # the run waits at the same approval, working in the same workspace.
     return plan(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from tests.conftest import RunPlan
 from tests.helpers import plan, ws
@@ -13,7 +14,7 @@ from towline.stored import stored_ref
 SIZE = OUTPUT_CAP + 10_000
 
 
-def _print(tid: str, code: int) -> dict:
+def _print(tid: str, code: int) -> dict[str, Any]:
     script = f"import sys; sys.stdout.write('z' * {SIZE}); sys.exit({code})"
     return {
         "id": tid,

@@ -32,7 +32,9 @@ TOOLS = "add, echo, environment, fail, point, shout, sleep, where"
 STARTUP = 30.0  # seconds the HTTP server may take to listen; polled, not slept
 
 
-def _call(tid: str, tool: str, arguments: dict[str, Any] | None = None, **with_: Any) -> dict:
+def _call(
+    tid: str, tool: str, arguments: dict[str, Any] | None = None, **with_: Any
+) -> dict[str, Any]:
     """An mcp task calling ``tool`` on the stdio server unless ``url`` is given."""
     args: dict[str, Any] = {"tool": tool, "arguments": arguments or {}, **with_}
     if "url" not in args:

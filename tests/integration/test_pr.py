@@ -44,7 +44,9 @@ def forge(bare: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeForge]:
         yield server
 
 
-def _pr(tid: str, forge: FakeForge, needs: list[str], kind: str = "github", **with_: Any) -> dict:
+def _pr(
+    tid: str, forge: FakeForge, needs: list[str], kind: str = "github", **with_: Any
+) -> dict[str, Any]:
     args = {
         "forge": kind,
         "api_url": forge.api_url(kind),

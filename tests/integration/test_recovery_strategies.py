@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -17,7 +18,7 @@ from towline.state import RunState, TaskState
 pytestmark = pytest.mark.timeout(90)
 
 
-async def _start(client: Client, task_queue: str, tmp_path: Path, data: dict) -> str:
+async def _start(client: Client, task_queue: str, tmp_path: Path, data: dict[str, Any]) -> str:
     return await api.start_run(client, check_data(data), plan_dir=tmp_path, task_queue=task_queue)
 
 
@@ -243,7 +244,7 @@ async def test_failed_workstream_rolls_back_succeeded_tasks_newest_first(
 ) -> None:
     ledger = tmp_path / "ledger"
 
-    def undoable(tid: str, **extra: object) -> dict:
+    def undoable(tid: str, **extra: object) -> dict[str, Any]:
         return sh(
             tid,
             f"echo do {tid} >> {ledger}",
@@ -404,7 +405,7 @@ async def test_rollback_command_undoes_a_finished_run_newest_first(
 ) -> None:
     ledger = tmp_path / "ledger"
 
-    def undoable(tid: str, **extra: object) -> dict:
+    def undoable(tid: str, **extra: object) -> dict[str, Any]:
         return echo(
             tid,
             rollback={

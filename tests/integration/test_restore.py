@@ -5,6 +5,7 @@ cannot make says why."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 
@@ -15,7 +16,7 @@ from towline.plan.load import check_data
 from towline.starter import api
 
 
-def _plan(tasks: list[dict], **repo: object) -> dict:
+def _plan(tasks: list[dict[str, Any]], **repo: object) -> dict[str, Any]:
     return {
         "version": 1,
         "name": "restore",

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -44,8 +45,8 @@ def _sample_names() -> set[str]:
     return {name + suffix for name, kind in _families().items() for suffix in _SUFFIXES[kind]}
 
 
-def _exprs(panels: list[dict]) -> list[str]:
-    out = []
+def _exprs(panels: list[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
     for p in panels:
         out += [t["expr"] for t in p.get("targets", [])]
         out += _exprs(p.get("panels", []))
@@ -103,14 +104,15 @@ def test_the_compose_stack_builds_the_worker_and_mounts_the_configs() -> None:
     assert "EXPOSE 9464" in (ROOT / "deploy" / "Dockerfile").read_text()
 
 
-def _compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+def _compose() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    return services
 
 
-def _published(service: dict, inside: str) -> str:
+def _published(service: dict[str, Any], inside: str) -> str:
     """The host port ``service`` publishes for its port ``inside``."""
     for mapping in service["ports"]:
-        host, _, container = mapping.rpartition(":")
+        host, _, container = str(mapping).rpartition(":")
         if container == inside:
             return host
     raise AssertionError(f"port {inside} is not published: {service['ports']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 import zlib
+from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
@@ -111,7 +112,9 @@ def test_a_bad_keys_file_is_named_by_its_line(text: str, message: str) -> None:
     assert message in str(e.value)
 
 
-def test_the_environment_chooses_the_converter(tmp_path, monkeypatch) -> None:
+def test_the_environment_chooses_the_converter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert converter.data_converter({}) is converter.DATA_CONVERTER
     path = tmp_path / "keys"
     path.write_text(f"a: {_key()}\n")

@@ -128,10 +128,10 @@ def materialize(value: Any, store: Store | None = None) -> Any:
 
 
 def _local_copy(ref: dict[str, Any], store: Store | None) -> Path:
-    digest = ref["sha256"]
+    digest = str(ref["sha256"])
     if not all(c in "0123456789abcdef" for c in digest) or len(digest) != 64:
         raise ValueError(f"bad plan file reference for {ref[MARK]!r}")
-    name = os.path.basename(ref[MARK].replace("\\", "/")) or "file"
+    name = os.path.basename(str(ref[MARK]).replace("\\", "/")) or "file"
     path = home() / "files" / digest / name
     if path.is_file():
         return path

@@ -75,7 +75,7 @@ def apply_sets(data: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
     checked = limits.check_values(data)
     if not checked.whole:
         raise PlanError([Problem(path, message) for path, message in checked.problems])
-    out = _copy(data)
+    out: dict[str, Any] = _copy(data)
     for item in sets:
         _apply_set(out, item)
     return out
@@ -260,7 +260,8 @@ class _PlanLoader(_Base):  # type: ignore[valid-type,misc]
                     None, None, f"duplicate key {_short(key)}", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _check_nodes(root: yaml.Node) -> None:

@@ -1,9 +1,13 @@
 """towline from Python scripts: start a run, follow it, steer it.
 
-    client = await towline.starter.api.connect_default()
+    from towline.plan.load import load_plan
+    from towline.starter import api
+    from towline.worker.client import connect
+
+    client = await connect()  # TEMPORAL_ADDRESS, the profile, temporal.toml, else localhost
     plan = load_plan("plan.yaml")
-    run_id = await start_run(client, plan, plan_dir=".")
-    state = await wait_run(client, run_id)
+    run_id = await api.start_run(client, plan, plan_dir=".")
+    state = await api.wait_run(client, run_id)
 
 The CLI is a thin layer over these functions.
 """
@@ -19,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
@@ -36,6 +41,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from towline import estimates
 from towline.config import DEFAULT_TASK_QUEUE
@@ -67,6 +73,9 @@ from towline.workflows.rollback import (
     RollbackState,
     rollback_workflow_id,
 )
+from towline.workflows.workstream import WorkstreamWorkflow
+
+M = TypeVar("M", bound=BaseModel)  # the state a workflow reports (RunState, WorkstreamState...)
 
 # Long enough for a query to fall back from the sticky queue of a worker that crashed
 # (the SDK default sticky schedule-to-start timeout is 10 s) to a live worker.
@@ -238,10 +247,13 @@ def _restore_points(state: RunState) -> dict[str, Restore]:
     }
 
 
-async def _query(client: Client, workflow_id: str, result_type: type) -> object:
+async def _query(client: Client, workflow_id: str, result_type: type[M]) -> M:
+    """The workflow's ``status`` query (each of towline's workflows has one), answered by
+    a worker."""
     handle = client.get_workflow_handle(workflow_id)
     try:
-        return await handle.query("status", result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+        state: M = await handle.query("status", result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
+        return state
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             raise UnknownRun(workflow_id) from None
@@ -252,9 +264,7 @@ async def _query(client: Client, workflow_id: str, result_type: type) -> object:
         raise
 
 
-async def _ended_state(
-    client: Client, workflow_id: str, result_type: type[BaseModel]
-) -> object | None:
+async def _ended_state(client: Client, workflow_id: str, result_type: type[M]) -> M | None:
     """The state a workflow that has ended ended with, read from its history: no worker
     needs to answer. None when it is still running, or ended without one (cancelled,
     terminated, timed out).
@@ -266,7 +276,8 @@ async def _ended_state(
     try:
         if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
             return None
-        return await handle.result(rpc_timeout=QUERY_TIMEOUT)
+        state: M = await handle.result(rpc_timeout=QUERY_TIMEOUT)
+        return state
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             raise UnknownRun(workflow_id) from None
@@ -279,9 +290,7 @@ async def _ended_state(
         return None
 
 
-async def _state(
-    client: Client, workflow_id: str, result_type: type[BaseModel], *, ended: bool
-) -> object:
+async def _state(client: Client, workflow_id: str, result_type: type[M], *, ended: bool) -> M:
     """A workflow's state: from its history once it has ended, else by query."""
     if ended and (state := await _ended_state(client, workflow_id, result_type)) is not None:
         return state
@@ -295,7 +304,6 @@ async def get_status(client: Client, run_id: str) -> RunState:
     ended is read from the histories, so its status needs no worker.
     """
     run = await _state(client, run_id, RunState, ended=True)
-    assert isinstance(run, RunState)
     ended = run.status in FINISHED
     started = [w for w, s in run.workstreams.items() if s.started_at is not None]
     details = await asyncio.gather(
@@ -311,7 +319,6 @@ async def get_status(client: Client, run_id: str) -> RunState:
             continue  # its start is under way: the run's own view of it stands
         if isinstance(ws, BaseException):
             raise ws
-        assert isinstance(ws, WorkstreamState)
         coarse = run.workstreams[wid]
         # The run knows how a workstream ended (e.g. cancelled before it finished its
         # bookkeeping); the workstream knows its tasks.
@@ -432,7 +439,6 @@ async def _apply_rollback(client: Client, run: RunState) -> None:
         rb = await _state(client, rollback_workflow_id(run.run_id), RollbackState, ended=True)
     except UnknownRun:
         return
-    assert isinstance(rb, RollbackState)
     for wid, tasks in rb.tasks.items():
         ws = run.workstreams.get(wid)
         if ws is None:
@@ -491,9 +497,30 @@ def _task_ref(ref: str) -> tuple[str, str]:
 
 
 async def _update(client: Client, workflow_id: str, name: str, arg: object) -> str:
-    handle = client.get_workflow_handle(workflow_id)
+    """Send the update ``name`` (by name: the run's updates) and return its answer."""
+    async with _refused_as_such(client, workflow_id, name):
+        answer = await client.get_workflow_handle(workflow_id).execute_update(
+            name, arg, result_type=str
+        )
+    return str(answer)
+
+
+# The workstream's updates that answer a waiting task, by typed reference.
+_ANSWERS: dict[Answer, UpdateMethodMultiParam[[WorkstreamWorkflow, AnswerRequest], str]] = {
+    "approve": WorkstreamWorkflow.approve,
+    "reject": WorkstreamWorkflow.reject,
+    "retry": WorkstreamWorkflow.retry,
+    "skip": WorkstreamWorkflow.skip,
+    "abort": WorkstreamWorkflow.abort,
+}
+
+
+@contextlib.asynccontextmanager
+async def _refused_as_such(client: Client, workflow_id: str, name: str) -> AsyncIterator[None]:
+    """An update the workflow cannot take: :class:`Refused` (it has finished, or its
+    handler said no) or :class:`UnknownRun`."""
     try:
-        return str(await handle.execute_update(name, arg, result_type=str))
+        yield
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             ended = await _finished(client, workflow_id)
@@ -533,7 +560,10 @@ async def answer(
     if t.status != "waiting":
         raise Refused(f"task {task} cannot take '{what}': it is {t.status}, not waiting")
     req = AnswerRequest(task=tid, by=by or _who(), note=note)
-    return await _update(client, workstream_workflow_id(run_id, ws), what, req)
+    wid = workstream_workflow_id(run_id, ws)
+    handle = client.get_workflow_handle_for(WorkstreamWorkflow.run, wid)
+    async with _refused_as_such(client, wid, what):
+        return await handle.execute_update(_ANSWERS[what], req)
 
 
 async def pause_run(client: Client, run_id: str, *, by: str | None = None) -> str:

@@ -1,4 +1,7 @@
-"""The ``towline`` command line (CONTRACT.md): a thin layer over :mod:`towline.starter.api`.
+"""The ``towline`` command line: a thin layer over :mod:`towline.starter.api`.
+
+Its contract with users is docs/cli.md (commands, options, exit codes, ``--json``) and
+docs/plan.md (the plan file): extend them, never break them.
 
 Exit codes: 0 success, 1 a run that did not succeed, 2 invalid input, 3 no server.
 The process leaves through ``os._exit`` after flushing, so its exit code never depends on

@@ -4,7 +4,8 @@ Every line about a run carries its ids, wherever it comes from:
 
 - workflow code logs through ``workflow.logger`` (silent during replay), which puts the
   workflow's details in ``extra["temporal_workflow"]``: a run workflow's id is the run
-  id, a workstream's is ``<run_id>/<workstream>`` (CONTRACT.md);
+  id, a workstream's is ``<run_id>/<workstream>`` (docs/operations.md, "What the Web UI
+  shows");
 - ``activity.logger`` puts the activity's in ``extra["temporal_activity"]``;
 - any line logged during a tool call (by ``activity.logger`` or any other logger) gets
   the task and attempt from :data:`tool_call_ids`, which the worker's activity
@@ -24,7 +25,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from temporalio import activity, workflow
 
@@ -156,7 +157,7 @@ def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(whole + pieces))
 
 
-class RedactingHandler(logging.StreamHandler):
+class RedactingHandler(logging.StreamHandler[TextIO]):
     """A stream handler whose every line, message, traceback and fields alike, is
     redacted of the worker's secrets."""
 

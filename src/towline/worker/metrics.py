@@ -46,7 +46,7 @@ SCRAPE_TIMEOUT = 5.0
 
 # ``*_created`` series (a timestamp per label set) only double the page; Prometheus
 # detects counter resets without them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client has no hints here
 
 TOOL_CALL_BUCKETS = (0.01, 0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
 

@@ -273,4 +273,5 @@ async def call_tool(tool: str, call: ToolCall, **options: Any) -> ToolResult:
     except asyncio.CancelledError:
         if not handle.done():
             handle.cancel()
-        return await handle
+        result: ToolResult = await handle
+        return result

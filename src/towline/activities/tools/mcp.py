@@ -124,4 +124,4 @@ def _read(log: TextIO) -> str:
 
 
 def _redacted(text: str) -> str:
-    return redact(text, {value: value for value in secrets.values()})
+    return str(redact(text, {value: value for value in secrets.values()}))
