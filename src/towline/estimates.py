@@ -28,7 +28,8 @@ from graphlib import TopologicalSorter
 
 from towline.durations import parse_duration
 from towline.history import HistoryStore, ToolCallRecord, open_store
-from towline.plan.spec import DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT, PlanSpec, TaskSpec
+from towline.plan import effective
+from towline.plan.spec import PlanSpec, TaskSpec
 from towline.state import FINISHED, RunState
 
 log = logging.getLogger("towline.history")
@@ -124,10 +125,7 @@ def auto_fallback(plan: PlanSpec, workstream: str) -> timedelta:
     """The timeout an ``auto`` task gets without history: its workstream's default, else
     the plan's, else towline's (1h)."""
     ws = next(w for w in plan.workstreams if w.id == workstream)
-    for defaults in (ws.defaults, plan.defaults):
-        if defaults.timeout is not None:
-            return defaults.timeout
-    return DEFAULT_TIMEOUT
+    return effective.default_timeout(effective.workstream(ws, plan).defaults)
 
 
 def auto_tasks(plan: PlanSpec) -> list[tuple[str, TaskSpec]]:
@@ -261,7 +259,7 @@ def eta(plan: PlanSpec, state: RunState, estimates: Estimates, *, now: datetime)
     chain = _longest_chain(plan, remaining)
     load = max(
         sum(remaining[f"{ws.id}.{t.id}"] for t in ws.tasks)
-        / (ws.settings.max_parallel or plan.settings.max_parallel or DEFAULT_MAX_PARALLEL)
+        / effective.workstream(ws, plan).max_parallel
         for ws in plan.workstreams
     )
     return Eta(seconds=max(chain, load), unknown=unknown)

@@ -32,9 +32,8 @@ from temporalio.workflow import ActivityCancellationType
 from towline.catalogue import facts
 from towline.durations import parse_duration
 from towline.errors import CATEGORIES, NON_RETRYABLE, hint_for
-from towline.plan import expressions
+from towline.plan import effective, expressions
 from towline.plan.spec import (
-    DEFAULT_TIMEOUT,
     BreakerSpec,
     Defaults,
     FailurePolicy,
@@ -110,9 +109,8 @@ class TaskEnv:
 
 
 def attempt_timeout(spec: TaskSpec, env: TaskEnv) -> timedelta:
-    if isinstance(spec.timeout, timedelta):
-        return spec.timeout
-    if spec.timeout == "auto":
+    limit = effective.timeout(spec, env.defaults)
+    if limit == "auto":
         # towline.starter.api.start_run turns auto into a duration from the run history.
         raise ApplicationError(
             f"task {env.workstream}.{spec.id}: timeout 'auto' reached the workflow unresolved; "
@@ -120,29 +118,15 @@ def attempt_timeout(spec: TaskSpec, env: TaskEnv) -> timedelta:
             type="validation",
             non_retryable=True,
         )
-    for d in env.defaults:
-        if d.timeout is not None:
-            return d.timeout
-    return DEFAULT_TIMEOUT
+    return limit
 
 
 def retry_spec(spec: TaskSpec, env: TaskEnv) -> RetrySpec:
-    if spec.retry is not None:
-        return spec.retry
-    for d in env.defaults:
-        if d.retry is not None:
-            return d.retry
-    return RetrySpec()
+    return effective.retry(spec, env.defaults)
 
 
 def on_failure(spec: TaskSpec, env: TaskEnv) -> OnFailureSpec:
-    if spec.on_failure is not None:
-        return spec.on_failure
-    for d in env.defaults:
-        if d.on_failure is not None:
-            return d.on_failure
-    # failure_policy: pause makes every task without a strategy wait for an operator.
-    return OnFailureSpec(strategy="pause" if env.failure_policy == "pause" else "fail")
+    return effective.on_failure(spec, env.defaults, env.failure_policy)
 
 
 def retry_policy(retry: RetrySpec) -> RetryPolicy:
