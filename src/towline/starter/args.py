@@ -187,19 +187,15 @@ def env_help(dest: str) -> str:
     return f"(env {spec.variable}; default {spec.default})"
 
 
-# The commands that print Web UI links, so read TOWLINE_UI_URL.
-_LINKS = frozenset({"run", "status", "watch", "retry", "rollback"})
-
-
-def settle(args: argparse.Namespace) -> None:
+def settle(args: argparse.Namespace, *, links: bool = False) -> None:
     """Fill the options left unset from their environment variables, checked.
 
-    Also checks ``TOWLINE_UI_URL`` for the commands that print Web UI links.
+    ``links``: the command prints Web UI links, so ``TOWLINE_UI_URL`` is checked too.
     """
     for dest, spec in FROM_ENV.items():
         if getattr(args, dest, "absent") is None:
             setattr(args, dest, from_env(spec.variable, spec.check, spec.default))
-    if getattr(args, "command", None) in _LINKS:
+    if links:
         from_env(UI_URL_ENV, ui_url, None)
 
 

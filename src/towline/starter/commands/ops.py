@@ -1,10 +1,4 @@
-"""The operator's commands: ``towline config show``, ``towline gc``, ``towline codec-server``,
-and the ``--profile`` every command takes.
-
-Kept apart from :mod:`towline.starter.cli` so that file stays the plan-and-run commands;
-``cli`` calls :func:`activate_profile` before it builds its parser (a profile sets the
-defaults the parser reads), :func:`settle_connection` after, and :func:`add_commands`.
-"""
+"""The operator's commands: ``towline config show``, ``gc`` and ``codec-server``."""
 
 from __future__ import annotations
 
@@ -12,106 +6,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from towline import config, history, profiles
 from towline.durations import parse_duration
 from towline.retention import policy
+from towline.starter.registry import CONNECTION, PROFILE, arg, command, options
 from towline.worker import client as temporal_client
 from towline.worker import encryption
-
-Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
-MakeCommand = Callable[..., argparse.ArgumentParser]
-
-
-def profile_parser() -> argparse.ArgumentParser:
-    """The ``--profile`` option, shared by every command."""
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument(
-        "--profile",
-        help=f"the profile of {profiles.FILE_NAME} to use (env {profiles.PROFILE_ENV}); "
-        "its settings are defaults: flags and environment variables win",
-    )
-    return p
-
-
-def activate_profile(argv: Sequence[str]) -> profiles.Activation:
-    """Activate the profile ``--profile`` (or ``TOWLINE_PROFILE``) names, before parsing."""
-    known, _ = profile_parser().parse_known_args(argv)
-    return profiles.activate(known.profile)
-
-
-def settle_connection(args: argparse.Namespace) -> None:
-    """Fill in ``--address`` and ``--namespace`` when not given, from the lower sources.
-
-    ``up`` and ``dev`` serve a local dev server: only its namespace is settled.
-    """
-    if not hasattr(args, "address") or args.command == "config":
-        return  # `config show` settles them itself, to say where each comes from
-    local = args.command in ("up", "dev")
-    conn = temporal_client.settle(args.address, args.namespace, plain=local)
-    if not local:
-        args.address = conn.address
-    args.namespace = conn.namespace
-
-
-def unreachable_hint(e: temporal_client.ServerUnreachable) -> str:
-    text = str(e)
-    if "TLS" in text or "credentials" in text:
-        return "see `towline config show` for the settings in use"
-    return "start a local one with `towline up`, or pass --address (or --profile)"
-
-
-def add_commands(cmd: MakeCommand, conn: argparse.ArgumentParser) -> None:
-    """Add ``config``, ``gc`` and ``codec-server`` to the parser ``cmd`` adds commands to."""
-    c = cmd("config", "the settings in effect (profile, connection, storage, retention)")
-    show = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    s = show.add_parser(
-        "show",
-        help="print the effective settings and where each comes from; secrets masked",
-        parents=[profile_parser(), conn],
-    )
-    s.add_argument("--json", action="store_true", help="one JSON object")
-
-    g = cmd(
-        "gc",
-        "remove what finished runs left behind (workspaces, artifacts, history rows, cache "
-        "entries) past their retention; never what an open run needs",
-        conn,
-    )
-    g.add_argument(
-        "--older-than",
-        metavar="D",
-        help="one retention for every kind, e.g. 3d (default: the profile's, per kind)",
-    )
-    g.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
-    g.add_argument("--json", action="store_true", help="one JSON object")
-
-    cs = cmd(
-        "codec-server",
-        "decode encrypted payloads for the Temporal Web UI and CLI (the codec server protocol)",
-    )
-    cs.add_argument("--port", type=int, default=8888, help="default %(default)s")
-    cs.add_argument("--host", default="127.0.0.1", help="default %(default)s")
-    cs.add_argument(
-        "--allow-origin",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a Web UI origin allowed to call it (CORS), e.g. https://temporal.example.com; "
-        f"repeatable (default http://localhost:{config.DEFAULT_UI_PORT})",
-    )
-    cs.add_argument(
-        "--token-file",
-        default=os.environ.get("TOWLINE_CODEC_TOKEN_FILE"),
-        help="a file holding a token callers must send as 'Authorization: Bearer <token>' "
-        "(env TOWLINE_CODEC_TOKEN_FILE; default: no token asked)",
-    )
-
 
 # ---------------------------------------------------------------- config show
 
@@ -221,6 +125,24 @@ def _tls_source(conn: temporal_client.Connection) -> str:
     return "api key (system CAs)" if conn.api_key else "temporal.toml"
 
 
+def _show(c: argparse.ArgumentParser) -> None:
+    show = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    options(
+        show.add_parser(
+            "show", help="print the effective settings and where each comes from; secrets masked"
+        ),
+        PROFILE,
+        CONNECTION,
+        arg("--json", action="store_true", help="one JSON object"),
+    )
+
+
+@command(
+    "config",
+    "the settings in effect (profile, connection, storage, retention)",
+    _show,
+    connection="own",
+)
 async def _config(args: argparse.Namespace) -> int:
     rows = effective_settings(args)
     if args.json:
@@ -244,6 +166,19 @@ async def _config(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- gc
 
 
+@command(
+    "gc",
+    "remove what finished runs left behind (workspaces, artifacts, history rows, cache "
+    "entries) past their retention; never what an open run needs",
+    CONNECTION,
+    arg(
+        "--older-than",
+        metavar="D",
+        help="one retention for every kind, e.g. 3d (default: the profile's, per kind)",
+    ),
+    arg("--dry-run", action="store_true", help="say what would go; remove nothing"),
+    arg("--json", action="store_true", help="one JSON object"),
+)
 async def _gc(args: argparse.Namespace) -> int:
     from towline.retention import collect
 
@@ -268,6 +203,26 @@ async def _gc(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- codec server
 
 
+@command(
+    "codec-server",
+    "decode encrypted payloads for the Temporal Web UI and CLI (the codec server protocol)",
+    arg("--port", type=int, default=8888, help="default %(default)s"),
+    arg("--host", default="127.0.0.1", help="default %(default)s"),
+    arg(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a Web UI origin allowed to call it (CORS), e.g. https://temporal.example.com; "
+        f"repeatable (default http://localhost:{config.DEFAULT_UI_PORT})",
+    ),
+    arg(
+        "--token-file",
+        default=os.environ.get("TOWLINE_CODEC_TOKEN_FILE"),
+        help="a file holding a token callers must send as 'Authorization: Bearer <token>' "
+        "(env TOWLINE_CODEC_TOKEN_FILE; default: no token asked)",
+    ),
+)
 async def _codec_server(args: argparse.Namespace) -> int:
     from towline.worker import codec_server
 
@@ -283,6 +238,3 @@ async def _codec_server(args: argparse.Namespace) -> int:
     keys = encryption.keys_from_environment()
     await codec_server.serve(keys, host=args.host, port=args.port, origins=origins, token=token)
     return 0
-
-
-COMMANDS: dict[str, Command] = {"config": _config, "gc": _gc, "codec-server": _codec_server}
