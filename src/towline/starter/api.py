@@ -73,7 +73,6 @@ from towline.workflows.rollback import (
     RollbackState,
     rollback_workflow_id,
 )
-from towline.workflows.workstream import WorkstreamWorkflow
 
 M = TypeVar("M", bound=BaseModel)  # the state a workflow reports (RunState, WorkstreamState...)
 
@@ -505,16 +504,6 @@ async def _update(client: Client, workflow_id: str, name: str, arg: object) -> s
     return str(answer)
 
 
-# The workstream's updates that answer a waiting task, by typed reference.
-_ANSWERS: dict[Answer, UpdateMethodMultiParam[[WorkstreamWorkflow, AnswerRequest], str]] = {
-    "approve": WorkstreamWorkflow.approve,
-    "reject": WorkstreamWorkflow.reject,
-    "retry": WorkstreamWorkflow.retry,
-    "skip": WorkstreamWorkflow.skip,
-    "abort": WorkstreamWorkflow.abort,
-}
-
-
 @contextlib.asynccontextmanager
 async def _refused_as_such(client: Client, workflow_id: str, name: str) -> AsyncIterator[None]:
     """An update the workflow cannot take: :class:`Refused` (it has finished, or its
@@ -561,9 +550,21 @@ async def answer(
         raise Refused(f"task {task} cannot take '{what}': it is {t.status}, not waiting")
     req = AnswerRequest(task=tid, by=by or _who(), note=note)
     wid = workstream_workflow_id(run_id, ws)
+    # Imported here: the workflow's module brings the worker's side of the SDK, which
+    # would add about 0.1 s to every command (shell completion included).
+    from towline.workflows.workstream import WorkstreamWorkflow
+
+    # The workstream's updates that answer a waiting task, by typed reference.
+    updates: dict[Answer, UpdateMethodMultiParam[[WorkstreamWorkflow, AnswerRequest], str]] = {
+        "approve": WorkstreamWorkflow.approve,
+        "reject": WorkstreamWorkflow.reject,
+        "retry": WorkstreamWorkflow.retry,
+        "skip": WorkstreamWorkflow.skip,
+        "abort": WorkstreamWorkflow.abort,
+    }
     handle = client.get_workflow_handle_for(WorkstreamWorkflow.run, wid)
     async with _refused_as_such(client, wid, what):
-        return await handle.execute_update(_ANSWERS[what], req)
+        return await handle.execute_update(updates[what], req)
 
 
 async def pause_run(client: Client, run_id: str, *, by: str | None = None) -> str:
