@@ -48,6 +48,7 @@ from towline.state import (
     FINISHED,
     LABELS_KEY,
     PLAN_KEY,
+    RUN_ENGINE,
     RUN_WORKFLOW,
     STATUS_KEY,
     WORKSPACE_OF_MEMO,
@@ -156,6 +157,7 @@ async def start_run(
         workspace_of=workspace_of,
         max_history=max_history,
         restore=restore or {},
+        engine=RUN_ENGINE,
     )
     await check_run_input(client, run_input)
     try:
