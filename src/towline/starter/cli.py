@@ -166,6 +166,13 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("status", "the run, its workstreams and tasks", conn)
     s.add_argument("run_id", metavar="RUN", type=checks.run_ref)
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--workstream",
+        action="append",
+        metavar="W",
+        help="the tasks of this workstream (repeat for more); a run of more than "
+        f"{api.DETAIL_LIMIT} started workstreams shows only their summary otherwise",
+    )
     wa = cmd("watch", "follow a running run live", conn)
     wa.add_argument("run_id", metavar="RUN", type=checks.run_ref)
     li = cmd("list", "runs, newest first", conn)
@@ -326,6 +333,8 @@ def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
                 entry["rollback_error"] = t.rollback_error.model_dump(exclude_none=True)
             tasks[tid] = entry
         workstreams[wid] = {"status": ws.status, "tasks": tasks}
+        if ws.counts and not ws.tasks:  # a wide run's summary: its tasks by status
+            workstreams[wid]["counts"] = dict(ws.counts)
         if ws.reason:
             workstreams[wid]["reason"] = ws.reason
     out: dict[str, Any] = {
@@ -560,7 +569,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _status(args: argparse.Namespace) -> int:
     client = await _client(args)
-    state = await api.get_status(client, args.run_id)
+    state = await api.get_status(client, args.run_id, workstreams=args.workstream)
     link = local.web_ui_link(args.address, args.namespace, args.run_id)
     if args.json:
         _print_json(run_json(state, link))

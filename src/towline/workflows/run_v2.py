@@ -126,6 +126,7 @@ class RunV2:
         self._timed_out = carry.timed_out if carry else False
         self._telling: set[asyncio.Task[None]] = set()  # signals on their way
         self._children: set[asyncio.Task[None]] = set()  # children started here, awaited
+        self._timer: asyncio.Task[None] | None = None
         self._changed = False
 
     # ------------------------------------------------------------------ the run
@@ -174,7 +175,9 @@ class RunV2:
         timeout = self._inp.plan.settings.timeout
         started = self._state.started_at
         if timeout is not None and started is not None and not self._timed_out:
-            self._track(self._time_out(started + timeout - workflow.now()))
+            # Not tracked: a continue-as-new leaves it behind, and the next execution
+            # sets one for what is left.
+            self._timer = asyncio.create_task(self._time_out(started + timeout - workflow.now()))
         while True:
             if self._timed_out:
                 return True
