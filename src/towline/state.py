@@ -221,6 +221,10 @@ class RunCarry(BaseModel):
     waiting: dict[str, list[str]] = Field(default_factory=dict)
     stopping: str | None = None
     timed_out: bool = False
+    keys_wanted: dict[str, int] = Field(
+        default_factory=dict, description="workstreams waiting for a concurrency key: slots"
+    )
+    keys_held: list[str] = Field(default_factory=list, description="granted, not started")
 
 
 class RunInput(BaseModel):

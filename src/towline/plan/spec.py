@@ -269,10 +269,19 @@ class TaskSpec(_Model):
     cache: CacheSpec | None = None
 
 
+class ConcurrencySpec(_Model):
+    """At most ``limit`` workstreams holding ``key`` run at once, across all runs: e.g.
+    ``{key: repo-api}`` so two runs never push to one repository at the same time."""
+
+    key: str = Field(min_length=1, max_length=200, description="what is shared, e.g. a repo")
+    limit: int = Field(1, ge=1, le=10_000, description="holders at once (default 1)")
+
+
 class WorkstreamSpec(_Model):
     id: Identifier
     needs: list[str] = Field(default_factory=list)
     repo: RepoSpec | None = None
+    concurrency: ConcurrencySpec | None = None
     settings: WorkstreamSettings = WorkstreamSettings()
     defaults: Defaults = Defaults()
     tasks: list[TaskSpec] = Field(min_length=1)

@@ -29,6 +29,7 @@ from towline import history
 from towline.activities import gc, notify, tools, workspace
 from towline.activities.base import Tool
 from towline.activities.breakers import BreakerActivities
+from towline.activities.locks import LockActivities
 from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
 from towline.retention import holdings, schedule
@@ -39,6 +40,7 @@ from towline.worker.interceptors import TowlineInterceptor
 from towline.worker.recorder import HistoryInterceptor
 from towline.workflows.breaker import BreakerWorkflow
 from towline.workflows.gc import GcWorkflow
+from towline.workflows.locks import LockWorkflow
 from towline.workflows.rollback import RollbackWorkflow
 from towline.workflows.run import RunWorkflow
 from towline.workflows.workstream import WorkstreamWorkflow
@@ -54,7 +56,7 @@ READY_TIMEOUT = timedelta(seconds=2)
 
 def workflow_classes(*, workstream: type = WorkstreamWorkflow) -> list[type]:
     """towline's workflows (the upgrade test swaps in another version of the workstream's)."""
-    return [RunWorkflow, workstream, RollbackWorkflow, BreakerWorkflow, GcWorkflow]
+    return [RunWorkflow, workstream, RollbackWorkflow, BreakerWorkflow, LockWorkflow, GcWorkflow]
 
 
 def holder_queue_for(task_queue: str) -> str:
@@ -154,6 +156,7 @@ def build_worker(
             notify.notify,
             *workspace.WorkspaceActivities(holder_queue).activities(),
             *BreakerActivities(client).activities(),
+            *LockActivities(client).activities(),
         ],
         interceptors=_interceptors(registry),
         max_concurrent_activities=max_concurrent_activities,

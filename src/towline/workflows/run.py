@@ -90,6 +90,17 @@ class RunWorkflow:
         elif self._v1 is not None:
             await self._v1.usage(usage)
 
+    @workflow.signal(name="lock_granted", description="A concurrency key is this workstream's turn")
+    def lock_granted(self, ws_id: str, key: str) -> None:
+        if self._v2 is not None:
+            self._v2.lock_granted(ws_id, key)
+
+    @workflow.signal(
+        name="lock_check", description="A concurrency key's lock checks that this run lives"
+    )
+    def lock_check(self) -> None:
+        """Nothing to do: being able to receive it is the answer."""
+
     @workflow.signal(name="want_slots", description="(runs started before 0.2)")
     def want_slots(self, ws_id: str, wanted: int) -> None:
         if self._v1 is not None:

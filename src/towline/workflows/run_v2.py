@@ -19,10 +19,12 @@ are cancelled one by one when the run is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
@@ -64,6 +66,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from towline.workflows import metrics
     from towline.workflows.coordination import ExportRoutes, Progress, SlotPool
+    from towline.workflows.locks import (
+        ACQUIRE_LOCK_ACTIVITY,
+        AcquireLock,
+        Holder,
+        lock_workflow_id,
+    )
     from towline.workflows.notify import Notifier
     from towline.workflows.task import needs_workspace
 
@@ -127,6 +135,11 @@ class RunV2:
         self._telling: set[asyncio.Task[None]] = set()  # signals on their way
         self._children: set[asyncio.Task[None]] = set()  # children started here, awaited
         self._timer: asyncio.Task[None] | None = None
+        # Workstreams waiting for their concurrency key (their slots), and those that
+        # hold it; carried across continue-as-new.
+        self._keys_wanted: dict[str, int] = dict(carry.keys_wanted) if carry else {}
+        self._keys_held: set[str] = set(carry.keys_held) if carry else set()
+        self._key_tasks: dict[str, asyncio.Task[None]] = {}
         self._changed = False
 
     # ------------------------------------------------------------------ the run
@@ -137,6 +150,8 @@ class RunV2:
             st.started_at = workflow.now()
             metrics.run_started(st.plan)
             self._report_budget()
+        for wid in list(self._keys_wanted):  # carried across a continue-as-new
+            self._track_key(wid)
         self._show()
         try:
             timed_out = await self._schedule()
@@ -217,6 +232,8 @@ class RunV2:
                         stopping=self._stopping,
                         live=self._live,
                         timed_out=self._timed_out,
+                        keys_wanted=self._keys_wanted,
+                        keys_held=sorted(self._keys_held),
                     ),
                 }
             )
@@ -234,7 +251,8 @@ class RunV2:
         while (
             self._stopping is None
             and self._paused_by is None
-            and len(self._running) + self._starting < self._limit
+            and not self._history_is_long()  # let the starts settle, then continue-as-new
+            and len(self._running) + self._starting + len(self._keys_wanted) < self._limit
             and (self._pool is None or self._pool.free > 0)
         ):
             wid = self._dag.pop_ready()
@@ -250,12 +268,73 @@ class RunV2:
                 got = self._pool.take(wid, limit=own, unfinished=self._unfinished)
                 assert got is not None
                 own = got
-            self._move(wid, "running")
-            self._state.workstreams[wid].started_at = workflow.now()
-            self._starting += 1
-            child = asyncio.create_task(self._child(spec, own))
-            self._children.add(child)
-            child.add_done_callback(self._children.discard)
+            if spec.concurrency is not None:
+                self._keys_wanted[wid] = own
+                self._track_key(wid)
+            else:
+                self._start(spec, own)
+
+    def _start(self, spec: WorkstreamSpec, max_parallel: int) -> None:
+        self._move(spec.id, "running")
+        self._state.workstreams[spec.id].started_at = workflow.now()
+        self._starting += 1
+        child = asyncio.create_task(self._child(spec, max_parallel))
+        self._children.add(child)
+        child.add_done_callback(self._children.discard)
+
+    # ------------------------------------------------------- concurrency keys
+
+    def _track_key(self, wid: str) -> None:
+        task = asyncio.create_task(self._take_key(wid))
+        self._key_tasks[wid] = task
+        task.add_done_callback(lambda _: self._key_tasks.pop(wid, None))
+
+    async def _take_key(self, wid: str) -> None:
+        """Hold the workstream's concurrency key, waiting in line as long as it takes,
+        then start it. A continue-as-new meanwhile carries the wait over."""
+        spec = self._specs[wid]
+        assert spec.concurrency is not None
+        key = spec.concurrency.key
+        if wid not in self._keys_held:
+            granted = await workflow.execute_local_activity(
+                ACQUIRE_LOCK_ACTIVITY,
+                AcquireLock(
+                    queue=workflow.info().task_queue,
+                    key=key,
+                    limit=spec.concurrency.limit,
+                    holder=Holder(run_id=self._inp.run_id, workstream=wid),
+                ),
+                result_type=bool,
+                summary=f"{wid}: concurrency key {key}",
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=10),
+            )
+            if not granted:
+                w = self._state.workstreams[wid]
+                w.reason = f"waits its turn for concurrency key {key}"
+                self._changed = True
+                await workflow.wait_condition(lambda: wid in self._keys_held)
+            self._keys_held.add(wid)
+        quota = self._keys_wanted.pop(wid)
+        self._state.workstreams[wid].reason = None
+        self._start(spec, quota)
+
+    def lock_granted(self, wid: str, key: str) -> None:
+        if wid in self._keys_wanted:
+            self._keys_held.add(wid)
+        else:  # it ended (a stop) before its turn came: give the key back
+            self._track(self._give_key_back(wid))
+
+    async def _give_key_back(self, wid: str) -> None:
+        spec = self._specs[wid]
+        self._keys_held.discard(wid)
+        if spec.concurrency is None:
+            return
+        holder = Holder(run_id=self._inp.run_id, workstream=wid)
+        with contextlib.suppress(FailureError):  # a lock that has ended holds nothing
+            await workflow.get_external_workflow_handle(
+                lock_workflow_id(workflow.info().task_queue, spec.concurrency.key)
+            ).signal("release", holder.id)
 
     def _track(self, coro: Any) -> None:
         """Run ``coro`` (a signal, a stop) beside the run; continue-as-new waits for it."""
@@ -347,6 +426,8 @@ class RunV2:
         self._running.pop(wid, None)
         if self._pool is not None:
             self._pool.give_back(wid)
+        if self._specs[wid].concurrency is not None:
+            self._track(self._give_key_back(wid))
         w.reason = end.reason
         w.counts = dict(end.counts)
         if end.started_at is not None:
@@ -389,6 +470,14 @@ class RunV2:
             return
         self._stopping = reason
         self._dag.stop()
+        for wid in list(self._keys_wanted):  # waiting for a key: never started
+            task = self._key_tasks.get(wid)
+            if task is not None:
+                task.cancel()
+            self._keys_wanted.pop(wid, None)
+            if self._pool is not None:
+                self._pool.give_back(wid)
+            self._track(self._give_key_back(wid))
         for wid, w in self._state.workstreams.items():
             if w.status == "pending":
                 w.reason, w.ended_at = reason, workflow.now()
@@ -497,6 +586,8 @@ class RunV2:
         self._notifier.observe(self._state.status, waiting, self._state.reason)
 
     async def _finish(self, status: Status) -> None:
+        # Signals on their way (a key given back, news for a workstream) go before the end.
+        await workflow.wait_condition(lambda: not self._telling)
         self._set_status(status)
         self._state.ended_at = workflow.now()
         metrics.run_finished(self._state.plan, status)
