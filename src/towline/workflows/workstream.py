@@ -495,6 +495,9 @@ class WorkstreamWorkflow:
     def stopping(self) -> bool:
         return self._stopping
 
+    def current_budget(self) -> Budget | None:
+        return self._budget
+
     def spent(self, usage: Usage) -> None:
         # Counted here at once, so the next task sees it before the run's answer arrives.
         if self._budget is not None:

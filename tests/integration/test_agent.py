@@ -1,0 +1,134 @@
+"""The ``agent`` tool end to end: a scripted model (a real chat-completions server on a
+socket), a real repository and its real tests, the real dev server and worker."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from tests.conftest import RunPlan
+from tests.fakes.chat import agent_server, answer, call, conversation
+from tests.helpers import diff_of, make_repo
+from towline.activities.artifacts import read_artifact
+from towline.stored import stored_ref
+
+PY = sys.executable
+CALC = "def add(a, b):\n    return a + b\n"
+TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+NEW_TEST = "\n\ndef test_sub():\n    from calc import sub\n\n    assert sub(3, 1) == 2\n"
+FIX = (
+    "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,6 @@\n def add(a, b):\n     return a + b\n"
+    "+\n+\n+def sub(a, b):\n+    return a - b\n"
+)
+
+
+def project(tmp_path: Path) -> tuple[Path, Path]:
+    """A repository whose tests pass, and (in the plan's folder) a patch adding a test of
+    a function that does not exist yet: its test gate fails after the patch."""
+    repo = make_repo(tmp_path / "repo", {"calc.py": CALC, "test_calc.py": TESTS})
+    plan_dir = tmp_path / "plan"
+    (plan_dir / "patches").mkdir(parents=True)
+    patch = diff_of(repo, {"test_calc.py": TESTS + NEW_TEST}, tmp_path / "scratch")
+    (plan_dir / "patches" / "test.diff").write_text(patch)
+    return repo, plan_dir
+
+
+def fixer_script() -> list[Any]:
+    return [
+        call("read_file", path="calc.py"),
+        call("apply_patch", patch=FIX),
+        call("run", command=[PY, "-m", "pytest", "-q", "-p", "no:cacheprovider"]),
+        answer("Added sub(a, b) to calc.py; the tests pass."),
+    ]
+
+
+def fix_plan(repo: Path, base_url: str, **agent: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "name": "agent-fix",
+        "workstreams": [
+            {
+                "id": "api",
+                "repo": {"path": str(repo)},
+                "tasks": [
+                    {"id": "apply", "tool": "patch.apply", "with": {"patch": "patches/test.diff"}},
+                    {
+                        "id": "test",
+                        "tool": "test_gate",
+                        "needs": ["apply"],
+                        "with": {"command": [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider"]},
+                        "retry": {"max_attempts": 1},
+                        "on_failure": {
+                            "strategy": "fix",
+                            "max_fixes": 2,
+                            "fix": {
+                                "tool": "agent",
+                                "with": {
+                                    "instructions": "The tests fail:\n${{ failure.output }}\n"
+                                    "Make them pass.",
+                                    "base_url": base_url,
+                                    "model": "fixer",
+                                    **agent,
+                                },
+                            },
+                        },
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def _text(value: Any) -> str:
+    ref = stored_ref(value)
+    return read_artifact(ref).decode() if ref else str(value)
+
+
+async def test_a_fix_agent_repairs_a_failing_test_gate(
+    client: Client, run_plan: RunPlan, tmp_path: Path
+) -> None:
+    repo, plan_dir = project(tmp_path)
+    with agent_server({"fixer": fixer_script()}) as server:
+        state = await run_plan(
+            fix_plan(repo, server.url + "/v1"), plan_dir=plan_dir, run_id="agent-fix-run"
+        )
+
+    test = state.workstreams["api"].tasks["test"]
+    assert state.status == "succeeded", state.model_dump_json(indent=1)
+    assert test.status == "succeeded"
+    assert test.fixes == 1
+    assert test.runs == 2  # failed, fixed, passed on its next try
+    fix = test.fix_outputs
+    assert fix is not None
+    assert fix["summary"] == "Added sub(a, b) to calc.py; the tests pass."
+    assert fix["turns"] == 4
+    assert fix["stop"] == "answered"
+    assert fix["files"] == ["calc.py"]
+    diff = _text(fix["diff"])
+    assert "+def sub(a, b):" in diff
+    assert "test_calc.py" not in diff  # what the agent changed, not the patch before it
+    # Tokens counted per turn, toward the run's usage.
+    assert fix["tokens"] > 0
+    assert test.usage.tokens == fix["tokens"]
+    assert state.usage.tokens == fix["tokens"]
+    # One request per turn, none repeated; the model saw the failure, then each result.
+    requests = [conversation(r) for r in server.requests]
+    assert [len(m) for m in requests] == [2, 4, 6, 8]
+    assert "test_sub" in requests[0][1]["content"]
+    assert "return a + b" in requests[1][3]["content"]
+    assert "applied: calc.py" in requests[2][5]["content"]
+    assert "2 passed" in requests[3][7]["content"]
+    # The conversation is a workflow of its own: a timeline of turns and tool calls.
+    history = client.get_workflow_handle("agent-fix-run/api/test").fetch_history_events()
+    summaries = [
+        e.user_metadata.summary.data.decode()
+        async for e in history
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert any("turn 1: fixer" in s for s in summaries), summaries
+    assert any("turn 1: read_file calc.py" in s for s in summaries), summaries
+    assert any("turn 3: run" in s for s in summaries), summaries
