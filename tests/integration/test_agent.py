@@ -132,3 +132,66 @@ async def test_a_fix_agent_repairs_a_failing_test_gate(
     assert any("turn 1: fixer" in s for s in summaries), summaries
     assert any("turn 1: read_file calc.py" in s for s in summaries), summaries
     assert any("turn 3: run" in s for s in summaries), summaries
+
+
+WRONG = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a + b\n"
+RIGHT = WRONG.replace("return a + b\n", "return a - b\n").replace("a - b", "a + b", 1)
+
+
+async def test_auto_escalates_after_a_failed_fix_and_a_later_run_is_offered_the_fix(
+    client: Client, run_plan: RunPlan, tmp_path: Path, towline_home: Path
+) -> None:
+    scripts = {
+        "small": [call("write_file", path="calc.py", content=WRONG), answer("Added sub.")],
+        "big": [
+            call("read_file", path="calc.py"),
+            call("write_file", path="calc.py", content=RIGHT),
+            call("run", command=[PY, "-m", "pytest", "-q", "-p", "no:cacheprovider"]),
+            answer("Made sub subtract; the tests pass."),
+        ],
+    }
+    agent = {"model": "auto", "ladder": ["small", "big"]}
+    with agent_server(scripts) as server:
+        repo, plan_dir = project(tmp_path / "one")
+        first = await run_plan(fix_plan(repo, server.url + "/v1", **agent), plan_dir=plan_dir)
+        seen_first = len(server.requests)
+        repo, plan_dir = project(tmp_path / "two")
+        second = await run_plan(fix_plan(repo, server.url + "/v1", **agent), plan_dir=plan_dir)
+        later = [conversation(r) for r in server.requests[seen_first:]]
+
+    test = first.workstreams["api"].tasks["test"]
+    assert first.status == "succeeded", first.model_dump_json(indent=1)
+    assert test.fixes == 2  # the cheap model's fix did not work; the next one up's did
+    assert test.fix_outputs is not None
+    assert test.fix_outputs["model"] == "big"
+    assert second.status == "succeeded"
+    # The later run's first agent was offered the fix that worked, with its diff.
+    system = later[0][0]["content"]
+    assert "Past fixes of similar failures" in system
+    assert "Made sub subtract; the tests pass." in system
+    assert "+    return a - b" in system
+    assert "Added sub." not in system  # the fix that did not work is not offered
+    assert second.workstreams["api"].tasks["test"].fix_outputs["memory"] == [first.run_id]
+
+    from towline import history
+    from towline.starter import estimate, stats
+
+    store = history.open_store()
+    summary = stats.summary(store, plan=None, tool=None)
+    models = {m.model: m for m in summary.agents}
+    assert (models["small"].fixes, models["small"].fixed) == (2, 0)
+    assert (models["big"].fixes, models["big"].fixed) == (2, 2)
+    assert summary.memory == 2
+    assert models["big"].tokens > 0
+    rows = {r.task: r for r in estimate.for_plan(fix_plan_spec(server.url), store)}
+    fix = rows["api.test (fix)"]
+    assert fix.tool == "agent"
+    assert fix.source.startswith("this task")
+    assert fix.tokens is not None
+    assert fix.tokens > 0
+
+
+def fix_plan_spec(url: str) -> Any:
+    from towline.plan.load import check_data
+
+    return check_data(fix_plan(Path("/nonexistent"), url + "/v1"))

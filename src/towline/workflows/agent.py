@@ -750,7 +750,13 @@ async def run_agent(
         await _record(env, spec, result, label=label, signature=[], fixed=None, started=started)
         return result.error, result.outputs
     # What the fix was for, so its verdict can be remembered (towline.agent.memory).
-    return result.error, {**result.outputs, "signature": signature(failure or "")}
+    took = round((workflow.now() - started).total_seconds(), 3)
+    return result.error, {
+        **result.outputs,
+        "signature": signature(failure or ""),
+        "duration_s": took,
+        "ok": result.error is None,
+    }
 
 
 async def verdict(
@@ -763,11 +769,11 @@ async def verdict(
     outputs = state.fix_outputs
     if outputs is None:
         return
-    result = AgentResult(outputs=outputs)
+    failed = None if outputs.get("ok", True) else ErrorInfo(category="tool", message="")
     await _record(
         env,
         spec,
-        result,
+        AgentResult(outputs=outputs, error=failed),
         label=f"fix{state.fixes}",
         signature=list(outputs.get("signature") or []),
         fixed=fixed,
@@ -807,7 +813,9 @@ async def _record(
             "cost_usd": float(out.get("cost_usd", 0.0)),
             "fixed": fixed,
             "started_at": started.timestamp() if started else 0.0,
-            "duration_s": (workflow.now() - started).total_seconds() if started else 0.0,
+            "duration_s": (workflow.now() - started).total_seconds()
+            if started
+            else float(out.get("duration_s", 0.0)),
             "outcome": "succeeded" if result.error is None else result.error.category,
         },
     )
