@@ -195,3 +195,120 @@ def fix_plan_spec(url: str) -> Any:
     from towline.plan.load import check_data
 
     return check_data(fix_plan(Path("/nonexistent"), url + "/v1"))
+
+
+def scratch_plan(base_url: str, budget: dict[str, Any] | None = None, **agent: Any) -> dict:
+    plan: dict[str, Any] = {
+        "version": 1,
+        "name": "agent-scratch",
+        "workstreams": [
+            {
+                "id": "w",
+                "tasks": [
+                    {
+                        "id": "a",
+                        "tool": "agent",
+                        "with": {"instructions": "Look around.", "base_url": base_url, **agent},
+                    }
+                ],
+            }
+        ],
+    }
+    if budget is not None:
+        plan["settings"] = {"budget": budget}
+    return plan
+
+
+async def test_the_runs_budget_stops_an_agent_mid_conversation(run_plan: RunPlan) -> None:
+    script: list[Any] = [call("list_files", path=".") for _ in range(10)] + [answer("done")]
+    budget = {"max_tokens": 2500, "on_exceed": "fail"}
+    with agent_server({"looker": script}, tokens_per_word=10) as server:
+        state = await run_plan(scratch_plan(server.url + "/v1", budget, model="looker"))
+        requests = len(server.requests)
+
+    task = state.workstreams["w"].tasks["a"]
+    assert state.status == "failed"
+    assert task.error is not None
+    assert task.error.category == "budget"
+    assert task.outputs["stop"] == "budget"
+    assert 1 < requests < 10  # it ran a few turns, then stopped before the next model call
+    assert task.outputs["turns"] == requests
+    assert state.usage.tokens == task.outputs["tokens"] >= 2500
+
+
+async def test_an_agent_calls_an_mcp_servers_tool(run_plan: RunPlan) -> None:
+    server_py = Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py"
+
+    def report(body: dict[str, Any]) -> dict[str, Any]:
+        return answer(f"the sum is {body['messages'][-1]['content']}")
+
+    script: list[Any] = [call("calc__add", a=2, b=3), report]
+    with agent_server({"mcp-user": script}) as server:
+        state = await run_plan(
+            scratch_plan(
+                server.url + "/v1",
+                model="mcp-user",
+                tools=["calc"],
+                mcp={"calc": {"command": [PY, str(server_py), "stdio"]}},
+            )
+        )
+        tools = [t["function"]["name"] for t in server.requests[0].json()["tools"]]
+
+    task = state.workstreams["w"].tasks["a"]
+    assert state.status == "succeeded", state.model_dump_json(indent=1)
+    assert task.outputs["summary"] == "the sum is 5"
+    assert "calc__add" in tools
+    assert "read_file" not in tools  # only the groups the task names
+
+
+async def test_a_long_conversation_is_compacted_and_continues_as_new(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from towline.agent.spec import AgentArgs, AgentRequest
+    from towline.toolcall import ToolContext
+    from towline.workflows.agent import AgentWorkflow
+
+    folder = tmp_path / "ws"
+    folder.mkdir()
+    (folder / "big.txt").write_text(" ".join(f"word{i}" for i in range(800)))  # ~6 KB
+    script: list[Any] = [call("read_file", path="big.txt") for _ in range(6)]
+    script.append(answer("read it six times"))
+    rid = f"compact-{tmp_path.name[-12:]}"
+    with agent_server({"reader": script}) as server:
+        req = AgentRequest(
+            context=ToolContext(
+                run_id=rid, workstream="w", task="a", workspace=str(folder), plan_dir=str(tmp_path)
+            ),
+            args=AgentArgs(
+                instructions="Read big.txt, again and again.",
+                model="reader",
+                base_url=server.url + "/v1",
+                context_tokens=5000,
+            ),
+            label="main",
+            deadline=datetime.now(UTC) + timedelta(hours=1),
+            max_history=40,
+        )
+        handle = await client.start_workflow(
+            AgentWorkflow.run, req, id=f"{rid}/w/a", task_queue=task_queue
+        )
+        result = await handle.result()
+        requests = [conversation(r) for r in server.requests]
+
+    assert result.error is None
+    assert result.outputs["summary"] == "read it six times"
+    assert result.outputs["turns"] == 7
+    assert result.outputs["compacted"] >= 2
+    # One request per turn across every continue-as-new: none repeated, none lost.
+    assert [sum(m["role"] == "assistant" for m in r) for r in requests] == list(range(7))
+    runs = [w async for w in client.list_workflows(f'WorkflowId = "{rid}/w/a"')]
+    assert len(runs) >= 2
+    last = requests[-1]
+    assert last[0]["role"] == "system"
+    assert last[1]["content"] == "Read big.txt, again and again."  # the head is kept
+    results = [m["content"] for m in last if m["role"] == "tool"]
+    assert results[0].startswith("[compacted: the result of read_file")
+    assert all(r.startswith("word0 word1") for r in results[-2:])  # the latest turns whole
+    assert max(len(" ".join(m.get("content") or "" for m in r)) for r in requests) < 5000 * 4
