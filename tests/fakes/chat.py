@@ -22,7 +22,7 @@ of turns (the ``agent`` tool's tests).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tests.fakes.servers import LocalServer, Reply, Request
@@ -127,7 +127,7 @@ def answer(text: str) -> dict[str, Any]:
 
 
 def agent_server(
-    scripts: dict[str, list[Step]], *, api_key: str | None = None, tokens_per_word: int = 1
+    scripts: Mapping[str, Sequence[Step]], *, api_key: str | None = None, tokens_per_word: int = 1
 ) -> LocalServer:
     """A chat-completions server whose models follow a script of turns.
 

@@ -33,7 +33,7 @@ async def test_ask_human_waits_a_day_for_towline_answer(
 ) -> None:
     client = time_skipping.client
     queue = f"ts-{uuid.uuid4().hex[:8]}"
-    script = [call("ask_human", question="Which greeting should I use?"), _greet]
+    script: list[Any] = [call("ask_human", question="Which greeting should I use?"), _greet]
     with agent_server({"asker": script}) as server:
         spec = check_data(
             {
