@@ -319,6 +319,8 @@ def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
                 entry["runs"] = t.runs
             if t.fixes:
                 entry["fixes"] = t.fixes
+            if t.fix_outputs is not None:
+                entry["fix"] = t.fix_outputs  # what the last agent fix did
             if t.decisions:
                 entry["decisions"] = [
                     d.model_dump(mode="json", exclude_none=True) for d in t.decisions
