@@ -60,9 +60,9 @@ def _from_history(rows: list[ToolCallRecord]) -> tuple[float | None, ...]:
 def _guess(tool: str, with_: dict[str, Any], price: Pricer) -> tuple[int, float | None] | None:
     """Tokens and cost of a paid call with no history, from its input and prices."""
     if tool == "llm":
-        text = " ".join(str(with_.get(k) or "") for k in ("system", "prompt")) + " ".join(
-            str(m.get("content", "")) for m in with_.get("messages") or []
-        )
+        parts = [str(with_.get(k) or "") for k in ("system", "prompt")]
+        parts += [str(m.get("content", "")) for m in with_.get("messages") or []]
+        text = " ".join(p for p in parts if p)
         prompt, reply = estimate_tokens(text), int(with_.get("max_tokens") or REPLY_GUESS)
     elif tool == "agent":
         base = AGENT_OVERHEAD + estimate_tokens(str(with_.get("instructions", "")))
