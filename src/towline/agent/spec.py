@@ -177,6 +177,9 @@ class AgentCarry(BaseModel):
     budget_told: Usage = Field(
         default_factory=Usage, description="what it had spent when it was last told the budget"
     )
+    unreported: Usage = Field(
+        default_factory=Usage, description="spent and not yet told to the workstream"
+    )
 
 
 class AgentRequest(BaseModel):
@@ -205,4 +208,7 @@ class AgentResult(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: ErrorInfo | None = None
     usage: Usage = Field(default_factory=Usage)
+    unreported: Usage = Field(
+        default_factory=Usage, description="what the workstream has not been told yet"
+    )
     holding: Holding | None = None

@@ -427,7 +427,9 @@ class AgentWorkflow:
             outputs["answers"] = [a.model_dump(mode="json") for a in c.answers]
         self._show(f"{stop} after {c.turns} turns")
         await self._sent()
-        return AgentResult(outputs=outputs, error=error, usage=c.usage, holding=c.holding)
+        return AgentResult(
+            outputs=outputs, error=error, usage=c.usage, unreported=c.unreported, holding=c.holding
+        )
 
     # ------------------------------------------------------------ tools offered
 
@@ -466,13 +468,19 @@ class AgentWorkflow:
         return parent.workflow_id if parent is not None else None
 
     def _spent(self, usage: Usage, key: str) -> None:
-        """Count a step's usage, and tell the workstream (the run's budget) at once."""
+        """Count a step's usage, and tell the workstream at once when the run has a
+        budget (it counts toward it as it happens). Without one, the agent's result
+        carries it (``unreported``): a signal per turn would cost the run, its
+        workstream and the agent a workflow task each, for nothing to check."""
         if not (usage.tokens or usage.cost_usd) or key in self._usage_keys:
             return
         self._usage_keys.add(key)
         self._c.usage = self._c.usage.add(usage)
         parent = self._parent()
         if parent is None:
+            return
+        if self._c.budget is None:
+            self._c.unreported = self._c.unreported.add(usage)
             return
         ctx = self._req.context
         report = UsageReport(
@@ -746,6 +754,9 @@ async def run_agent(
         if forward is not None:
             forward.cancel()
     _adopt(env, result.holding)
+    if ctl is not None and (result.unreported.tokens or result.unreported.cost_usd):
+        state.usage = state.usage.add(result.unreported)
+        ctl.spent(result.unreported)
     if main:
         await _record(env, spec, result, label=label, signature=[], fixed=None, started=started)
         return result.error, result.outputs
