@@ -38,6 +38,7 @@ from tests.fakes.servers import LocalServer
 
 from bench import harness
 from towline.activities import agent_tools
+from towline.agent.tools import schemas
 from towline.plan.load import check_data
 from towline.starter import api
 from towline.state import RunState
@@ -135,7 +136,7 @@ async def direct_side(folder: Path, turns: int) -> float:
             while True:
                 reply = await http.post(
                     timed.server.url + "/v1/chat/completions",
-                    json={"model": MODEL, "messages": messages, "tools": agent_tools.schemas()},
+                    json={"model": MODEL, "messages": messages, "tools": schemas()},
                 )
                 message = reply.json()["choices"][0]["message"]
                 messages.append(message)

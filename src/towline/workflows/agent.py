@@ -53,6 +53,7 @@ from towline.agent.spec import (
     HumanAnswer,
     Prepared,
 )
+from towline.agent.tools import ASK_HUMAN, schemas
 from towline.catalogue import facts
 from towline.errors import NON_RETRYABLE, hint_for
 from towline.holding import Holding, newer
@@ -434,8 +435,6 @@ class AgentWorkflow:
     # ------------------------------------------------------------ tools offered
 
     def _tool_schemas(self) -> list[dict[str, Any]]:
-        from towline.activities.agent_tools import ASK_HUMAN, schemas
-
         args = self._req.args
         out = schemas() if args.uses("workspace") else []
         if args.uses("ask_human"):
