@@ -16,6 +16,7 @@ worker's secrets from it).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -165,8 +166,6 @@ async def run(root: Path, args: dict[str, Any], ctx: ToolContext, key: str) -> s
     timeout = args.get("timeout_s", RUN_TIMEOUT)
     if not isinstance(timeout, int | float) or not 0 < timeout <= MAX_RUN_TIMEOUT:
         raise _bad(f"timeout_s must be a number of seconds, 1 to {MAX_RUN_TIMEOUT}")
-    import asyncio
-
     log_ref = artifact_ref(ctx, f"agent-{key}.log")
     with artifact_file(log_ref) as log_path, log_path.open("wb") as log:
         try:
