@@ -110,7 +110,8 @@ class ErrorInfo(BaseModel):
     output: str | None = Field(None, description="the tail of what the tool printed")
 
 
-WaitingFor = Literal["approval", "operator", "budget", "breaker"]
+# "answer": an agent task waits for a person to answer its question (towline answer).
+WaitingFor = Literal["approval", "operator", "budget", "breaker", "answer"]
 Answer = Literal["approve", "reject", "retry", "skip", "abort"]
 
 
@@ -131,6 +132,14 @@ class AnswerRequest(BaseModel):
     note: str | None = None
 
 
+class RunAnswer(BaseModel):
+    """An answer to an agent's question, given to the run (the Web UI's update ``answer``)."""
+
+    task: str = Field(description="workstream.task, e.g. api.fix")
+    text: str
+    by: str = "someone (Web UI)"
+
+
 class TaskState(BaseModel):
     tool: str
     status: Status = "pending"
@@ -149,6 +158,9 @@ class TaskState(BaseModel):
     ended_at: datetime | None = None
     wait_deadline: datetime | None = Field(
         None, description="when the wait for a person times out (kept across continue-as-new)"
+    )
+    fix_outputs: dict[str, Any] | None = Field(
+        None, description="what the last fix by an agent returned (summary, diff, cost...)"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -142,7 +143,7 @@ async def test_a_concurrency_key_is_never_held_twice_across_runs(
         if activity == "push"
     )
     assert len(spans) == 8
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.05, f"two holders of the key at once: {spans}"
 
 

@@ -1,6 +1,6 @@
 """Recorded histories replay against today's workflow code.
 
-A change to the Run, Workstream or Rollback workflows that would break runs already in
+A change to the Run, Workstream, Rollback or Agent workflows that would break runs already in
 flight (a command added, removed or reordered without ``workflow.patched()``) makes
 these fail. The histories come from ``python -m tests.histories.record``.
 """
@@ -15,6 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from towline.worker.converter import DATA_CONVERTER
+from towline.workflows.agent import AgentWorkflow
 from towline.workflows.breaker import BreakerWorkflow
 from towline.workflows.rollback import RollbackWorkflow
 from towline.workflows.run import RunWorkflow
@@ -30,7 +31,13 @@ def test_there_are_histories_to_replay() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays_without_nondeterminism(path: Path) -> None:
     replayer = Replayer(
-        workflows=[RunWorkflow, WorkstreamWorkflow, RollbackWorkflow, BreakerWorkflow],
+        workflows=[
+            RunWorkflow,
+            WorkstreamWorkflow,
+            RollbackWorkflow,
+            BreakerWorkflow,
+            AgentWorkflow,
+        ],
         data_converter=DATA_CONVERTER,
     )
     history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))

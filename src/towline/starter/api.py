@@ -63,6 +63,7 @@ from towline.state import (
     workstream_workflow_id,
 )
 from towline.store import open_store
+from towline.workflows.agent import AgentAnswer, agent_workflow_id
 from towline.workflows.rollback import (
     ROLLBACK_WORKFLOW,
     RollbackInput,
@@ -562,6 +563,30 @@ async def answer(
         raise Refused(f"task {task} cannot take '{what}': it is {t.status}, not waiting")
     req = AnswerRequest(task=tid, by=by or _who(), note=note)
     return await _update(client, workstream_workflow_id(run_id, ws), what, req)
+
+
+async def answer_question(
+    client: Client, run_id: str, task: str, text: str, *, by: str | None = None
+) -> str:
+    """Answer the question an ``agent`` task asked (``ask_human``); it then goes on.
+
+    The answer is an update on the agent's workflow (``<run>/<workstream>/<task>``),
+    recorded in its history with who gave it and when.
+    """
+    ws, tid = _task_ref(task)
+    if not text.strip():
+        raise BadInput("the answer is empty: give the text to send the agent")
+    status = await get_status(client, run_id)
+    if ws not in status.workstreams:
+        raise Refused(f"run {run_id} has no workstream '{ws}'")
+    t = status.workstreams[ws].tasks.get(tid)
+    if t is None:
+        raise Refused(f"workstream {ws} has no task '{tid}'")
+    if t.waiting_for != "answer":
+        what = f"waiting for {t.waiting_for}" if t.waiting_for else t.status
+        raise Refused(f"task {task} has no question to answer ({what})")
+    answer = AgentAnswer(text=text, by=by or _who())
+    return await _update(client, agent_workflow_id(run_id, ws, tid), "answer", answer)
 
 
 async def pause_run(client: Client, run_id: str, *, by: str | None = None) -> str:

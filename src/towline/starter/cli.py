@@ -209,6 +209,15 @@ def _parser() -> argparse.ArgumentParser:
             a.add_argument("task", metavar="TASK", help="workstream.task")
         a.add_argument("--note", help="a note recorded with the answer")
         a.add_argument("--by", help="who answers (default: your user name)")
+    an = cmd("answer", "answer the question an agent task asked (ask_human)", conn)
+    an.add_argument("run_id", metavar="RUN", type=checks.run_ref)
+    an.add_argument("task", metavar="TASK", help="workstream.task")
+    an.add_argument("text", metavar="TEXT", help="the answer, sent to the agent as it is")
+    an.add_argument("--by", help="who answers (default: your user name)")
+    es = cmd("estimate", "expected duration, tokens and cost per task, from history and prices")
+    es.add_argument("plan", metavar="PLAN", type=checks.plan_path)
+    es.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    es.add_argument("--json", action="store_true")
     rb = cmd(
         "rollback", "run the rollbacks of a finished run's succeeded tasks, newest first", conn
     )
@@ -325,6 +334,8 @@ def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
                 entry["runs"] = t.runs
             if t.fixes:
                 entry["fixes"] = t.fixes
+            if t.fix_outputs is not None:
+                entry["fix"] = t.fix_outputs  # what the last agent fix did
             if t.decisions:
                 entry["decisions"] = [
                     d.model_dump(mode="json", exclude_none=True) for d in t.decisions
@@ -732,9 +743,17 @@ async def _stats(args: argparse.Namespace) -> int:
     out.print(
         f"{calls} tool calls{scope} from {summary.runs} runs ({store.location})", markup=False
     )
-    grid = stats.table(summary.groups)
-    _whole_rows(out, grid)
-    out.print(grid)
+    grids = [stats.table(summary.groups)]
+    if summary.agents:
+        grids.append(stats.agents_table(summary.agents))
+    for grid in grids:
+        _whole_rows(out, grid)
+        if grid is not grids[0]:
+            out.print(
+                f"\nagents by model; {summary.memory} past fix(es) remembered for later failures",
+                markup=False,
+            )
+        out.print(grid)
     return OK
 
 
@@ -754,6 +773,32 @@ async def _answer(args: argparse.Namespace) -> int:
         client, args.run_id, args.task, args.command, by=args.by, note=args.note
     )
     _out().print(done)
+    return OK
+
+
+async def _answer_question(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    done = await api.answer_question(client, args.run_id, args.task, args.text, by=args.by)
+    _out().print(done, markup=False)
+    return OK
+
+
+async def _estimate(args: argparse.Namespace) -> int:
+    from towline import history
+    from towline.starter import estimate
+
+    plan, _ = _load(args.plan, args.set)
+    store = history.open_store()
+    try:
+        rows = await asyncio.to_thread(estimate.for_plan, plan, store)
+    except Exception as e:
+        raise UsageError(f"cannot read the run history at {store.location}: {e}") from None
+    if args.json:
+        _print_json(estimate.as_json(plan, rows, store.location))
+        return OK
+    out = _out()
+    out.print(f"plan {plan.name}: from the run history at {store.location}", markup=False)
+    out.print(estimate.table(rows))
     return OK
 
 
@@ -859,6 +904,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "skip": _answer,
     "abort": _answer,
     "retry": _answer,
+    "answer": _answer_question,
+    "estimate": _estimate,
     "rollback": _rollback,
     "pause": _pause,
     "resume": _pause,

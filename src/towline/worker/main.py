@@ -18,6 +18,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, Interceptor
@@ -27,6 +28,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from towline import history
 from towline.activities import gc, notify, tools, workspace
+from towline.activities.agent import AGENT_ACTIVITIES
 from towline.activities.base import Tool
 from towline.activities.breakers import BreakerActivities
 from towline.activities.locks import LockActivities
@@ -38,6 +40,7 @@ from towline.worker.client import check_namespace, connect
 from towline.worker.http import HttpEndpoint, Probes, Readiness
 from towline.worker.interceptors import TowlineInterceptor
 from towline.worker.recorder import HistoryInterceptor
+from towline.workflows.agent import AgentWorkflow
 from towline.workflows.breaker import BreakerWorkflow
 from towline.workflows.gc import GcWorkflow
 from towline.workflows.locks import LockWorkflow
@@ -56,7 +59,15 @@ READY_TIMEOUT = timedelta(seconds=2)
 
 def workflow_classes(*, workstream: type = WorkstreamWorkflow) -> list[type]:
     """towline's workflows (the upgrade test swaps in another version of the workstream's)."""
-    return [RunWorkflow, workstream, RollbackWorkflow, BreakerWorkflow, LockWorkflow, GcWorkflow]
+    return [
+        RunWorkflow,
+        workstream,
+        RollbackWorkflow,
+        BreakerWorkflow,
+        LockWorkflow,
+        GcWorkflow,
+        AgentWorkflow,
+    ]
 
 
 def holder_queue_for(task_queue: str) -> str:
@@ -150,6 +161,7 @@ def build_worker(
         workflows=list(workflows or workflow_classes()),
         activities=[
             *(t.activity for t in registry.values() if t.activity is not None),
+            *_agent_steps(),
             workspace.prepare_workspace,
             workspace.cleanup_workspace,
             gc.collect_garbage,
@@ -186,6 +198,7 @@ def build_holder_worker(
         task_queue=holder_queue,
         activities=[
             *(t.activity for t in registry.values() if t.activity is not None),
+            *_agent_steps(),
             workspace.cleanup_workspace,
             *workspace.WorkspaceActivities(holder_queue).activities(),
         ],
@@ -195,6 +208,11 @@ def build_holder_worker(
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+def _agent_steps() -> list[Callable[..., Any]]:
+    """The agent's model calls and tool calls (towline.activities.agent)."""
+    return [t.activity for t in AGENT_ACTIVITIES if t.activity is not None]
 
 
 def _interceptors(registry: Mapping[str, Tool]) -> list[WorkerInterceptor]:

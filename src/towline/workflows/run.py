@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         RUN_WORKFLOW,
         Answer,
         AnswerRequest,
+        RunAnswer,
         RunInput,
         RunState,
         TaskView,
@@ -83,12 +84,19 @@ class RunWorkflow:
         if self._v2 is not None:
             self._v2.workstream_ended(ws_id, end)
 
-    @workflow.signal(name="usage", description="A workstream reports what a tool call cost")
-    async def usage(self, usage: Usage, ws_id: str | None = None) -> None:
+    @workflow.signal(name="usage", description="(runs started before 0.2)")
+    async def usage(self, usage: Usage) -> None:
         if self._v2 is not None:
-            await self._v2.usage(usage, ws_id)
+            await self._v2.usage(usage, None)
         elif self._v1 is not None:
             await self._v1.usage(usage)
+
+    @workflow.signal(
+        name="workstream_usage", description="A workstream reports what a tool call cost"
+    )
+    async def workstream_usage(self, ws_id: str, usage: Usage) -> None:
+        if self._v2 is not None:
+            await self._v2.usage(usage, ws_id)
 
     @workflow.signal(name="lock_granted", description="A concurrency key is this workstream's turn")
     def lock_granted(self, ws_id: str, key: str) -> None:
@@ -231,6 +239,24 @@ class RunWorkflow:
     @abort.validator
     def _abort_ok(self, req: AnswerRequest | str | None = None) -> None:
         self._answer_ok("abort", req)
+
+    @workflow.update(
+        name="answer",
+        description="Answer the question an agent task asked: "
+        '{"task": "api.fix", "text": "use version 2", "by": "your name"}',
+    )
+    async def answer(self, req: RunAnswer) -> str:
+        assert self._v2 is not None
+        return await self._v2.answer_question(req)
+
+    @answer.validator
+    def _answer_question_ok(self, req: RunAnswer) -> None:
+        self._check_open()
+        if self._v2 is None:
+            raise ValueError(
+                "this run started before runs took answers: towline answer RUN TASK TEXT"
+            )
+        self._v2.check_question(req)
 
     @workflow.query(
         name="status",

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         WORKSTREAM_WORKFLOW,
         AnswerRequest,
         Budget,
+        RunAnswer,
         RunCarry,
         RunInput,
         RunState,
@@ -65,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         workstream_workflow_id,
     )
     from towline.workflows import metrics
+    from towline.workflows.agent import AgentAnswer, agent_workflow_id
     from towline.workflows.coordination import ExportRoutes, Progress, SlotPool
     from towline.workflows.locks import (
         ACQUIRE_LOCK_ACTIVITY,
@@ -666,6 +668,20 @@ class RunV2:
         await self._signal(wid, "answer", answer, forwarded)
         return f"{answer}: {wid}.{tid} (by {req.by})"
 
+    def check_question(self, req: RunAnswer) -> tuple[str, str]:
+        """The workstream and task whose agent asked what ``req`` answers."""
+        return self.check_answer("answer", AnswerRequest(task=req.task, by=req.by))
+
+    async def answer_question(self, req: RunAnswer) -> str:
+        wid, tid = self.check_question(req)
+        try:
+            await workflow.get_external_workflow_handle(
+                agent_workflow_id(self._inp.run_id, wid, tid)
+            ).signal("answer_from_run", AgentAnswer(text=req.text, by=req.by))
+        except FailureError:
+            raise ApplicationError(f"task {wid}.{tid} has stopped asking") from None
+        return f"answered {wid}.{tid} (by {req.by})"
+
     def status(self) -> RunState:
         return self._state
 
@@ -676,6 +692,7 @@ _ANSWERED_BY = {
     "retry": "operator",
     "skip": "operator",
     "abort": "operator",
+    "answer": "answer",
 }
 
 

@@ -518,6 +518,9 @@ class WorkstreamWorkflow:
     def stopping(self) -> bool:
         return self._stopping
 
+    def current_budget(self) -> Budget | None:
+        return self._budget
+
     def spent(self, usage: Usage) -> None:
         # Counted here at once, so the next task sees it before the run's answer arrives.
         if self._budget is not None:
@@ -525,7 +528,7 @@ class WorkstreamWorkflow:
         if self._inp.report_end:
             # Engine-2 runs: told only when they keep a budget; the end reports the rest.
             if self._inp.report_usage or self._budget is not None:
-                self._signal_run("usage", usage, self._inp.spec.id)
+                self._signal_run("workstream_usage", self._inp.spec.id, usage)
         else:
             self._signal_run("usage", usage)
 
