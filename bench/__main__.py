@@ -30,7 +30,8 @@ import temporalio
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from bench import harness, plans, scenarios, snapshot
+from bench import agent, harness, plans, scenarios, snapshot
+from bench.agent import AgentTurns
 from bench.scenarios import Bench, LargeResult
 from bench.snapshot import SnapshotCost
 from towline.worker.client import connect
@@ -251,6 +252,13 @@ async def _run_all(
     return results, max(peaks) if peaks else None, in_flight, large
 
 
+async def _agent_turns(b: Bench, sizes: Sizes) -> AgentTurns:
+    _say(f"agent_turns: {agent.TURNS} turns of one tool call")
+    turns = await agent.measure(b.towline, b.towline_queue, b.plan_dir, reps=sizes.reps)
+    _say(f"  agent_turns: overhead {turns.overhead_ms:.1f} ms per turn")
+    return turns
+
+
 # Temporal's warnings about payloads and blobs past the warning size (512 KB by default):
 # the server's "Blob data size exceeds the warning limit", the SDK's TMPRL1103.
 _WARNING = re.compile(r"blob data size exceeds|exceeded the warning limit|payload.*size", re.I)
@@ -449,6 +457,7 @@ async def _main(args: argparse.Namespace) -> int:
             b = Bench(tclient, bclient, tq, bq, folder, marks, tw, bw, server)
             env = await _env(tclient)
             samples, rss, in_flight, large = await _run_all(b, sizes)
+            turns = await _agent_turns(b, sizes)
             warnings = _payload_warnings(server.log, tw.log, bw.log)
         finally:
             for w in workers:
@@ -459,8 +468,22 @@ async def _main(args: argparse.Namespace) -> int:
         _say(f"  snapshot_10k: median {snap.median_ms:.0f} ms")
     seconds = time.perf_counter() - started
     doc = _document(samples, rss, in_flight, large, snap, env)
+    doc["scenarios"]["agent_turns"] = {
+        "turns": turns.turns,
+        "towline_ms_per_turn": statistics.median(turns.towline_ms),
+        "direct_ms_per_turn": statistics.median(turns.direct_ms),
+        "overhead_ms_per_turn": turns.overhead_ms,
+        "goal_ms": agent.GOAL_MS,
+    }
     load = (load_before, os.getloadavg()[0])
     md = _markdown(samples, rss, in_flight, large, snap, warnings, env, load, seconds)
+    md += (
+        f"- agent_turns: {turns.turns} turns of one tool call against the local fake:"
+        f" towline {statistics.median(turns.towline_ms):.1f} ms per turn, the same loop"
+        f" calling the fake directly {statistics.median(turns.direct_ms):.1f} ms; overhead"
+        f" {turns.overhead_ms:.1f} ms per turn (goal ≤ {agent.GOAL_MS:.0f}"
+        f" {'✓' if turns.overhead_ms <= agent.GOAL_MS else '✗'})\n"
+    )
     print(md)
     out = args.out or (None if args.quick else RESULTS)
     if out is not None:

@@ -155,6 +155,9 @@ class Case:
     answers: dict[str, list[str | None]]
     replay_always: bool  # every workflow task replays its history (a worker kill each time)
     raise_budget: bool  # a person raises the budget when tasks wait for it
+    # Events before the run and its workstreams continue-as-new (None: towline's default):
+    # small, so they do it with workstreams and tasks in flight, people waiting.
+    max_history: int | None = None
 
     def spec(self) -> PlanSpec:
         return PlanSpec.model_validate(self.plan)
@@ -167,6 +170,8 @@ def generate(seed: int) -> Case:
     settings: dict[str, Any] = {"failure_policy": policy, "breaker": rng.random() < 0.3}
     if n_ws > 1 and rng.random() < 0.3:
         settings["max_parallel"] = rng.randint(1, 3)
+    if n_ws > 1 and rng.random() < 0.3:
+        settings["max_parallel_workstreams"] = rng.randint(1, 2)
     budget = rng.random() < 0.25
     if budget:
         settings["budget"] = {
@@ -209,6 +214,7 @@ def generate(seed: int) -> Case:
         replay_always=replay_always,
         # Someone raises a spent budget that tasks wait for (else they would wait forever).
         raise_budget=True,
+        max_history=rng.choice([40, 60, 100]) if rng.random() < 0.2 else None,
     )
 
 
@@ -301,6 +307,7 @@ async def run_case(client: Client, case: Case, task_queue: str, *, timeout: floa
         task_queue=task_queue,
         run_id=run_id,
         search_attributes=False,
+        max_history=case.max_history,
     )
     people = asyncio.create_task(_answer(client, run_id, case))
     try:
@@ -326,7 +333,24 @@ async def describe(client: Client, run_id: str) -> str:
             for tid, t in ws.tasks.items()
             if t.status not in FINISHED
         ]
-    return ", ".join(parts)
+    tail = await _history_tail(client, run_id)
+    return ", ".join(parts) + f"; the run's last events: {tail}"
+
+
+async def _history_tail(client: Client, workflow_id: str, n: int = 8) -> str:
+    """The last events of a workflow's history, and why a workflow task failed, if one did."""
+    try:
+        events = [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
+    except Exception as err:
+        return f"no history: {err}"
+    out = []
+    for event in events[-n:]:
+        kind = event.WhichOneof("attributes") or "?"
+        text = kind.removesuffix("_event_attributes")
+        if event.HasField("workflow_task_failed_event_attributes"):
+            text += f" ({event.workflow_task_failed_event_attributes.failure.message[:300]})"
+        out.append(f"{event.event_id} {text}")
+    return "; ".join(out)
 
 
 async def _answer(client: Client, run_id: str, case: Case) -> None:

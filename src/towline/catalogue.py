@@ -6,8 +6,11 @@ run on the worker that holds it), whether it may change that workspace (and so i
 followed by a snapshot), whether it runs inside the workflow (a durable timer), whether
 it has a task queue of its own (so workers can cap its rate on the server), whether it
 reports usage (and so waits while the run's budget is spent), what its circuit
-breaker guards, and whether it waits by polling (``pr`` with ``wait:``). Pure data:
-workflows import it without touching the tools' libraries.
+breaker guards, whether it waits by polling (``pr`` with ``wait:``), and whether it runs
+as a child workflow of its own (``agent``). The agent's own steps (its model calls and
+tool calls, :mod:`towline.activities.agent`) have facts too, in :data:`STEPS`: they are
+not tools a plan names. Pure data: workflows import it without touching the tools'
+libraries.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class ToolFacts:
     usage: bool = False  # reports tokens and cost; starts only while the budget lasts
     breaker: BreakerKind | None = None  # what a failure says is broken
     polls: bool = False  # with `wait:` it answers "not yet" until done: retried to poll
+    child_workflow: bool = False  # run by a child workflow of its own, not an activity
 
     def queue(self, base: str) -> str | None:
         """Its own task queue, when it has one; None for the workflow's."""
@@ -52,14 +56,28 @@ _FACTS = (
     # Pushes the workspace's HEAD and talks to a forge: it needs the workspace (on the
     # worker that holds it) but leaves it as it was, so no snapshot follows it.
     ToolFacts("pr", changes_workspace=False, polls=True),
+    # A model in a loop with tools: its conversation is a child workflow (workflows/agent.py)
+    # whose steps (STEPS below) touch the workspace on its holder.
+    ToolFacts("agent", usage=True, child_workflow=True),
 )
 CATALOGUE: dict[str, ToolFacts] = {f.name: f for f in _FACTS}
+
+_STEPS = (
+    ToolFacts("agent.prepare"),  # may make the folder a git repository
+    ToolFacts("agent.model", workspace=False, changes_workspace=False, usage=True),
+    ToolFacts("agent.read", changes_workspace=False),
+    ToolFacts("agent.write"),
+    ToolFacts("agent.mcp"),  # a stdio server runs in the workspace, and may change it
+    ToolFacts("agent.finish", changes_workspace=False),
+    ToolFacts("agent.record", workspace=False, changes_workspace=False),
+)
+STEPS: dict[str, ToolFacts] = {f.name: f for f in _STEPS}
 
 
 def facts(tool: str) -> ToolFacts:
     """The facts of ``tool``; a tool not listed (a new one) is assumed to need and change
     the workspace, the safe side for both affinity and snapshots."""
-    return CATALOGUE.get(tool) or ToolFacts(tool)
+    return CATALOGUE.get(tool) or STEPS.get(tool) or ToolFacts(tool)
 
 
 def own_queue_tools() -> list[str]:

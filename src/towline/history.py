@@ -59,6 +59,26 @@ _SCHEMA = (
         expires_at DOUBLE PRECISION NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS cache_by_expiry ON cache (expires_at)",
+    # One row per agent conversation (the agent tool); a fix's row says whether the task
+    # passed on its next try, which is what the memory of past fixes is made of.
+    """CREATE TABLE IF NOT EXISTS agent_runs (
+        run_id TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        workstream TEXT NOT NULL,
+        task TEXT NOT NULL,
+        label TEXT NOT NULL,
+        model TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        diff TEXT NOT NULL,
+        stop TEXT NOT NULL,
+        turns INTEGER NOT NULL,
+        tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        fixed INTEGER,
+        created_at DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS agent_runs_by_fixed ON agent_runs (fixed, created_at)",
 )
 
 
@@ -82,6 +102,32 @@ class ToolCallRecord:
 
 
 _COLUMNS = tuple(f.name for f in fields(ToolCallRecord))
+
+
+@dataclass(frozen=True)
+class AgentRunRecord:
+    """One agent conversation: what it cost, how it ended and, for a fix, whether the task
+    passed on its next try (None: not a fix)."""
+
+    run_id: str
+    plan: str
+    workstream: str
+    task: str
+    label: str  # main, fix1, ...
+    model: str
+    signature: tuple[str, ...]  # the failure's (towline.agent.memory), for fixes
+    summary: str
+    diff: str
+    stop: str  # answered, max_turns, max_tokens, max_cost_usd, budget, timeout, error
+    turns: int
+    tokens: int
+    cost_usd: float
+    fixed: bool | None
+    created_at: float
+
+
+_AGENT_COLUMNS = tuple(f.name for f in fields(AgentRunRecord))
+PAST_FIXES = 500  # the newest successful fixes a memory lookup reads
 
 
 @dataclass(frozen=True)
@@ -162,6 +208,37 @@ class HistoryStore(ABC):
         rows = self._query(sql + " ORDER BY started_at", params)
         return [_record(row) for row in rows]
 
+    def record_agent(self, rec: AgentRunRecord) -> None:
+        values: list[Any] = [getattr(rec, c) for c in _AGENT_COLUMNS]
+        values[_AGENT_COLUMNS.index("signature")] = json.dumps(list(rec.signature))
+        values[_AGENT_COLUMNS.index("fixed")] = None if rec.fixed is None else int(rec.fixed)
+        placeholders = ", ".join("?" for _ in _AGENT_COLUMNS)
+        self._execute(
+            f"INSERT INTO agent_runs ({', '.join(_AGENT_COLUMNS)}) VALUES ({placeholders})",
+            values,
+        )
+
+    def agent_runs(
+        self, *, plan: str | None = None, fixed_only: bool = False, newest: int | None = None
+    ) -> list[AgentRunRecord]:
+        """Recorded agent conversations, oldest first (the ``newest`` ones only, if given)."""
+        if not self.exists():
+            return []
+        where, params = [], []
+        if plan is not None:
+            where.append("plan = ?")
+            params.append(plan)
+        if fixed_only:
+            where.append("fixed = 1")
+        sql = f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agent_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC"
+        if newest is not None:
+            sql += f" LIMIT {int(newest)}"
+        rows = self._query(sql, params)
+        return [_agent_record(row) for row in reversed(rows)]
+
     def cache_get(self, key: str, *, ttl_s: float, now: float) -> CacheEntry | None:
         """The result stored under ``key`` less than ``ttl_s`` seconds before ``now``."""
         rows = self._query("SELECT result, created_at FROM cache WHERE key = ?", [key])
@@ -194,7 +271,8 @@ class HistoryStore(ABC):
         return {run_id: float(last) for run_id, last in rows}
 
     def remove_run(self, run_id: str) -> None:
-        """Forget the calls of ``run_id``."""
+        """Forget the calls of ``run_id`` (its agent conversations: the memory of its fixes
+        is kept, as the fixes stay useful after the run is gone)."""
         self._execute("DELETE FROM tool_calls WHERE run_id = ?", [run_id])
 
     def cache_prune(self, *, created_before: float, now: float, dry_run: bool = False) -> int:
@@ -224,6 +302,13 @@ def _record(row: Sequence[Any]) -> ToolCallRecord:
     values = dict(zip(_COLUMNS, row, strict=True))
     values["cached"] = bool(values["cached"])
     return ToolCallRecord(**values)
+
+
+def _agent_record(row: Sequence[Any]) -> AgentRunRecord:
+    values = dict(zip(_AGENT_COLUMNS, row, strict=True))
+    values["signature"] = tuple(json.loads(values["signature"]))
+    values["fixed"] = None if values["fixed"] is None else bool(values["fixed"])
+    return AgentRunRecord(**values)
 
 
 class _SQLiteStore(HistoryStore):

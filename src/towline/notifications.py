@@ -6,7 +6,8 @@ deliveries to make, one per webhook of the plan's ``notify`` that asked for the 
 The activity in :mod:`towline.activities.notify` sends them.
 
 Events: ``waiting`` (a task began to wait for a person: an approval, an operator's
-answer after a failure, a budget to raise; not a circuit breaker, which needs no one),
+answer after a failure, a budget to raise, an agent's question; not a circuit breaker,
+which needs no one),
 and the run's ends ``succeeded``, ``failed``, ``cancelled`` and ``rolled_back``.
 
 Every event has a sequence number the run keeps (carried across continue-as-new) and an
@@ -46,7 +47,7 @@ _ANSWERS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "approval": (("approve", "reject"), "approve"),
     "operator": (("retry", "skip", "abort"), "retry"),
 }
-PERSON_WAITS = ("approval", "operator", "budget")
+PERSON_WAITS = ("approval", "operator", "budget", "answer")
 TERMINAL = ("succeeded", "failed", "cancelled", "rolled_back")
 
 
@@ -142,6 +143,8 @@ def _wait(item: str, run_id: str) -> dict[str, Any]:
     commands = [f"towline {a} {run_id} {task}" for a in answers]
     if reason == "budget":
         commands = [f"towline resume {run_id} --raise-budget max_cost_usd=<new limit>"]
+    if reason == "answer":  # an agent's question (ask_human): its update is on the agent
+        commands, update = [f'towline answer {run_id} {task} "<your answer>"'], "answer"
     return {"task": task, "for": reason, "commands": commands, "update": update}
 
 

@@ -39,6 +39,8 @@ PLAN_KEY = SearchAttributeKey.for_keyword("TowlinePlan")
 LABELS_KEY = SearchAttributeKey.for_keyword_list("TowlineLabels")
 
 RUN_WORKFLOW = "RunWorkflow"
+# The engine new runs get (towline.workflows.run); runs in flight keep the one they have.
+RUN_ENGINE = 2
 # The memo of a run that works in another run's workspaces (a retry): that run's id.
 WORKSPACE_OF_MEMO = "towline.workspace_of"
 WORKSTREAM_WORKFLOW = "WorkstreamWorkflow"
@@ -109,7 +111,8 @@ class ErrorInfo(BaseModel):
     output: str | None = Field(None, description="the tail of what the tool printed")
 
 
-WaitingFor = Literal["approval", "operator", "budget", "breaker"]
+# "answer": an agent task waits for a person to answer its question (towline answer).
+WaitingFor = Literal["approval", "operator", "budget", "breaker", "answer"]
 Answer = Literal["approve", "reject", "retry", "skip", "abort"]
 
 
@@ -128,6 +131,14 @@ class AnswerRequest(BaseModel):
     task: str
     by: str = "someone"
     note: str | None = None
+
+
+class RunAnswer(BaseModel):
+    """An answer to an agent's question, given to the run (the Web UI's update ``answer``)."""
+
+    task: str = Field(description="workstream.task, e.g. api.fix")
+    text: str
+    by: str = "someone (Web UI)"
 
 
 class TaskState(BaseModel):
@@ -149,11 +160,18 @@ class TaskState(BaseModel):
     wait_deadline: datetime | None = Field(
         None, description="when the wait for a person times out (kept across continue-as-new)"
     )
+    fix_outputs: dict[str, Any] | None = Field(
+        None, description="what the last fix by an agent returned (summary, diff, cost...)"
+    )
 
 
 class WorkstreamState(BaseModel):
     status: Status = "pending"
     tasks: dict[str, TaskState] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="tasks by status, as the run keeps it (its tasks are read on demand)",
+    )
     reason: str | None = None
     holding: Holding | None = Field(
         None, description="its workspace: the worker holding it, its newest snapshot"
@@ -188,6 +206,40 @@ class RunState(BaseModel):
     ended_at: datetime | None = None
 
 
+class WorkstreamEnd(BaseModel):
+    """How a workstream ended, as it tells its run (``workstream_ended``): what the run
+    keeps of it, so a run of thousands of workstreams answers ``status`` on its own."""
+
+    status: Status
+    reason: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+
+
+class RunCarry(BaseModel):
+    """What a run carries across continue-as-new (engine 2): the rest is in its plan."""
+
+    state: RunState
+    finished_tasks: dict[str, TaskView] = Field(
+        default_factory=dict, description="'ws.task' -> tasks other workstreams need, ended"
+    )
+    slots: dict[str, int] = Field(default_factory=dict, description="plan-level slots held")
+    live: dict[str, Usage] = Field(
+        default_factory=dict, description="usage running workstreams reported so far"
+    )
+    paused_by: str | None = None
+    budget: Budget | None = None
+    waiting: dict[str, list[str]] = Field(default_factory=dict)
+    stopping: str | None = None
+    timed_out: bool = False
+    keys_wanted: dict[str, int] = Field(
+        default_factory=dict, description="workstreams waiting for a concurrency key: slots"
+    )
+    keys_held: list[str] = Field(default_factory=list, description="granted, not started")
+
+
 class RunInput(BaseModel):
     run_id: str
     plan: PlanSpec
@@ -210,6 +262,10 @@ class RunInput(BaseModel):
         default_factory=dict,
         description="workstream -> the workspace as the run retried left it (its snapshot)",
     )
+    # 2: runs started since towline ran wide runs (run_v2); absent (1) in the input of
+    # runs started before, which go on with the engine they started with.
+    engine: int = 1
+    carry: RunCarry | None = Field(None, description="state kept across continue-as-new")
 
 
 class WorkstreamInput(BaseModel):
@@ -261,3 +317,7 @@ class WorkstreamInput(BaseModel):
     restore: Restore | None = Field(
         None, description="start from this workspace (a retry: the run retried's snapshot)"
     )
+    # Set by engine-2 runs: the workstream tells the run how it ended (the run may have
+    # continued-as-new since it started it), and its usage only when the run has a budget.
+    report_end: bool = False
+    report_usage: bool = True

@@ -14,11 +14,15 @@ request's ``model`` chooses how, so one server covers every case:
 - ``slow``: no answer until the test ends.
 
 With ``api_key`` set, a request without ``Authorization: Bearer <api_key>`` gets 401.
+
+:func:`agent_server` is the same protocol with tool calls, each model following a script
+of turns (the ``agent`` tool's tests).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tests.fakes.servers import LocalServer, Reply, Request
@@ -89,3 +93,103 @@ def _completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def _error(status: int, message: str) -> Reply:
     return Reply.of_json({"error": {"message": message, "type": "test_error"}}, status)
+
+
+# ---------------------------------------------------------------- agents: scripted tool calls
+
+Step = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def call(name: str, **arguments: Any) -> dict[str, Any]:
+    """An assistant turn that calls one tool."""
+    return calls((name, arguments))
+
+
+def calls(*pairs: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """An assistant turn that calls several tools, in order."""
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
+            for i, (name, arguments) in enumerate(pairs)
+        ],
+    }
+
+
+def answer(text: str) -> dict[str, Any]:
+    """An assistant turn that answers without calling a tool: the end."""
+    return {"role": "assistant", "content": text}
+
+
+def agent_server(
+    scripts: Mapping[str, Sequence[Step]], *, api_key: str | None = None, tokens_per_word: int = 1
+) -> LocalServer:
+    """A chat-completions server whose models follow a script of turns.
+
+    ``scripts`` maps a model's name to its turns; a request gets the turn whose index is
+    the number of assistant messages already in its conversation, so the same request
+    always gets the same answer, and each agent conversation starts at the first turn. A
+    turn is an assistant message (:func:`call`, :func:`calls`, :func:`answer`) or a
+    function of the request's body returning one. Token counts are words of the
+    messages sent (times ``tokens_per_word``) and of the reply. Tool call ids are made
+    unique per turn. Every request is kept (``server.requests``).
+    """
+
+    def handle(request: Request) -> Reply:
+        if request.method != "POST" or request.path != "/v1/chat/completions":
+            return _error(404, f"no route {request.method} {request.path}")
+        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
+            return _error(401, "Incorrect API key provided")
+        body = request.json()
+        script = scripts.get(body["model"])
+        if script is None:
+            return _error(404, f"the model {body['model']} does not exist")
+        turn = sum(m["role"] == "assistant" for m in body["messages"])
+        if turn >= len(script):
+            return _error(500, f"the script of {body['model']} has no turn {turn}")
+        step = script[turn]
+        message = step(body) if callable(step) else step
+        message = json.loads(json.dumps(message))
+        for i, c in enumerate(message.get("tool_calls") or ()):
+            c["id"] = f"call_{turn}_{i}"
+        prompt = sum(len(_text(m).split()) for m in body["messages"]) * tokens_per_word
+        completion = len(_text(message).split()) * tokens_per_word
+        return Reply.of_json(
+            {
+                "id": f"chatcmpl-{turn}",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            }
+        )
+
+    return LocalServer(handle)
+
+
+def _text(message: dict[str, Any]) -> str:
+    parts = [message.get("content") or ""]
+    for c in message.get("tool_calls") or ():
+        parts.append(c["function"]["name"])
+        parts.append(c["function"]["arguments"])
+    return " ".join(parts)
+
+
+def conversation(request: Request) -> list[dict[str, Any]]:
+    """The messages a request sent."""
+    return list(request.json()["messages"])

@@ -11,8 +11,8 @@ runs started before the change still replay.
 
 It starts a dev server, runs a few plans that exercise most of the workflow code (cross-
 workstream outputs, an approval, an operator's retry, a failure with rollbacks, a
-cancelled run, notifications), and writes each run's and workstream's history as JSON
-beside this file.
+cancelled run, notifications, an agent that writes a file and asks a person), and writes
+each run's, workstream's and agent's history as JSON beside this file.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from tests.fakes.chat import agent_server, answer, call
 from tests.helpers import echo, plan, sh, ws
 from towline.plan.load import check_data
 from towline.starter import api
@@ -42,7 +43,7 @@ QUEUE = "record"
 SCRATCH = Path("/srv/towline-replay")
 
 
-def _plans(scratch: Path) -> dict[str, dict[str, Any]]:
+def _plans(scratch: Path, model_url: str) -> dict[str, dict[str, Any]]:
     undo = {"tool": "shell", "with": {"command": ["sh", "-c", "echo undone"]}}
     return {
         "cross-workstream": plan(
@@ -90,12 +91,42 @@ def _plans(scratch: Path) -> dict[str, dict[str, Any]]:
             ),
             name="held",
         ),
+        # An agent (its conversation a child workflow): a write, a question, an answer.
+        "agent": plan(
+            ws(
+                "w",
+                {
+                    "id": "a",
+                    "tool": "agent",
+                    "with": {
+                        "instructions": "Write a greeting, asking which one.",
+                        "model": "recorder",
+                        "base_url": model_url,
+                        "tools": ["workspace", "ask_human"],
+                    },
+                },
+            ),
+            name="agent",
+        ),
     }
+
+
+_AGENT_SCRIPT = [
+    call("write_file", path="hello.txt", content="hello\n"),
+    call("ask_human", question="Which greeting?"),
+    answer("Wrote hello.txt."),
+]
 
 
 async def _record(client: Client, rid: str, name: str) -> None:
     state = await api.get_status(client, rid)
-    for wid in [rid, *(f"{rid}/{w}" for w in state.workstreams)]:
+    children = [
+        f"{rid}/{w}/{t}"
+        for w, ws_state in state.workstreams.items()
+        for t, ts in ws_state.tasks.items()
+        if ts.tool == "agent"
+    ]
+    for wid in [rid, *(f"{rid}/{w}" for w in state.workstreams), *children]:
         history = await client.get_workflow_handle(wid).fetch_history()
         out = HERE / f"{name}{wid.removeprefix(rid).replace('/', '.')}.json"
         out.write_text(json.dumps(_without_stack_traces(history.to_json_dict()), indent=1) + "\n")
@@ -130,7 +161,8 @@ async def main(names: list[str]) -> None:
         async with contextlib.AsyncExitStack() as stack:
             for w in build_workers(client, QUEUE, holder_queue=f"{QUEUE}/recorder", sandboxed=True):
                 await stack.enter_async_context(w)
-            plans = _plans(scratch)
+            model = stack.enter_context(agent_server({"recorder": _AGENT_SCRIPT}))
+            plans = _plans(scratch, model.url + "/v1")
 
             async def start(name: str) -> str:
                 return await api.start_run(
@@ -148,6 +180,8 @@ async def main(names: list[str]) -> None:
                 await _cancelled(client, start)
             if "notify" in wanted:
                 await _notify(client, start)
+            if "agent" in wanted:
+                await _agent(client, start)
     finally:
         devserver.stop(proc)
         shutil.rmtree(SCRATCH, ignore_errors=True)
@@ -183,6 +217,18 @@ async def _notify(client: Client, start: Callable[[str], Awaitable[str]]) -> Non
     await api.answer(client, rid, "w.gate", "approve", by="recorder")
     await api.wait_run(client, rid)
     await _record(client, rid, "notify")
+
+
+async def _agent(client: Client, start: Callable[[str], Awaitable[str]]) -> None:
+    rid = await start("agent")
+    while True:
+        task = (await api.get_status(client, rid)).workstreams["w"].tasks.get("a")
+        if task is not None and task.waiting_for == "answer":
+            break
+        await asyncio.sleep(0.1)
+    await api.answer_question(client, rid, "w.a", "hello", by="recorder")
+    await api.wait_run(client, rid)
+    await _record(client, rid, "agent")
 
 
 if __name__ == "__main__":

@@ -201,7 +201,8 @@ async def test_a_pause_sent_while_workstreams_start_reaches_every_one(
     child, which went on starting tasks (and a lost resume left a run paused forever).
 
     Each workstream is a chain of tasks, so a workstream that missed the pause starts
-    its next tasks seconds later, when every one that heard it has long stopped."""
+    its next tasks seconds later, when every one that heard it has long stopped. (One
+    that missed it never says it is paused: the test then times out.)"""
     chain = [t("a", script={"a": {"seconds": 0.4}})] + [
         t(x, needs=[prev], script={x: {"seconds": 0.4}})
         for prev, x in zip("abcd", "bcde", strict=True)
@@ -209,8 +210,18 @@ async def test_a_pause_sent_while_workstreams_start_reaches_every_one(
     p = plan(*(ws(f"w{i}", *chain) for i in range(12)))
     rids = [await _start(client, scripted, p) for _ in range(4)]
     await asyncio.gather(*(api.pause_run(client, rid, by="test") for rid in rids))
+
+    async def heard(rid: str) -> bool:  # every workstream started says it is paused
+        st = await api.get_status(client, rid)
+        return all(
+            (w.reason or "").startswith("paused") or w.status not in ("running", "waiting")
+            for w in st.workstreams.values()
+        )
+
+    while not all(await asyncio.gather(*(heard(rid) for rid in rids))):
+        await asyncio.sleep(0.2)
     loop = asyncio.get_running_loop()
-    settled = loop.time() + 1.5  # a signal's way to each child, and a task under way
+    settled = loop.time() + 1.5  # a task a workstream had just set going may start late
     await asyncio.sleep(5)
     for rid in rids:
         late = [(w, a) for w, a, at in LEDGER.starts[rid] if at > settled]

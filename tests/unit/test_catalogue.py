@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from towline.activities.tools import TOOLS
-from towline.catalogue import CATALOGUE, facts, own_queue_tools
+from towline.catalogue import CATALOGUE, STEPS, facts, own_queue_tools
 
 
 def test_every_registered_tool_has_its_facts_and_no_facts_are_orphaned() -> None:
     assert set(CATALOGUE) == set(TOOLS)
 
 
-def test_tools_run_in_the_workflow_exactly_when_they_have_no_activity() -> None:
+def test_tools_run_in_a_workflow_exactly_when_they_have_no_activity() -> None:
     for name, tool in TOOLS.items():
-        assert facts(name).in_workflow == (tool.activity is None), name
+        f = facts(name)
+        assert (f.in_workflow or f.child_workflow) == (tool.activity is None), name
+        assert not (f.in_workflow and f.child_workflow), name
+
+
+def test_the_agents_steps_have_facts_and_only_its_model_calls_need_no_workspace() -> None:
+    from towline.activities.agent import AGENT_ACTIVITIES, HELD
+    from towline.catalogue import STEPS
+
+    assert set(STEPS) == {t.name for t in AGENT_ACTIVITIES}
+    assert sorted(n for n in STEPS if facts(n).workspace) == sorted(HELD)
+    assert not set(STEPS) & set(TOOLS)
 
 
 def test_a_tool_missing_from_the_catalogue_is_assumed_to_need_and_change_the_workspace() -> None:
@@ -29,7 +40,7 @@ def test_own_queue_tools_get_a_queue_named_after_the_tool() -> None:
 
 
 def test_a_tool_that_changes_the_workspace_needs_one() -> None:
-    for f in CATALOGUE.values():
+    for f in [*CATALOGUE.values(), *STEPS.values()]:
         assert f.workspace or not f.changes_workspace, f.name
 
 

@@ -115,3 +115,16 @@ def test_slack_webhooks_get_a_slack_message() -> None:
     assert "`towline approve bump-7f3a2c api.deploy`" in message["text"]
     assert "<http://ui/run|Open in the Temporal Web UI>" in message["text"]
     assert message["blocks"][0]["text"]["text"] == message["text"]
+
+
+def test_an_agents_question_is_a_wait_for_a_person_answered_with_towline_answer() -> None:
+    assert person_waits(["api.fix: answer"]) == {"api.fix: answer"}
+    [d] = decide(_snap("running"), _snap("waiting", "api.fix: answer"), ALL, sequence=3, ctx=CTX)
+    assert d.body["waiting"] == [
+        {
+            "task": "api.fix",
+            "for": "answer",
+            "commands": ['towline answer bump-7f3a2c api.fix "<your answer>"'],
+            "update": "answer",
+        }
+    ]

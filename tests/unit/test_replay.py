@@ -1,6 +1,6 @@
 """Recorded histories replay against today's workflow code.
 
-A change to the Run, Workstream or Rollback workflows that would break runs already in
+A change to the Run, Workstream, Rollback or Agent workflows that would break runs already in
 flight (a command added, removed or reordered without ``workflow.patched()``) makes
 these fail. The histories come from ``python -m tests.histories.record``.
 """

@@ -48,14 +48,30 @@ async def call(
     ``server`` names the server in messages; the stdio server's stderr goes to
     ``errlog``; ``log_ref`` is the artifact it will be kept in (outputs.log).
     """
-    return await _cancellable(lambda: _call(args, ctx, server, errlog, log_ref))
+
+    async def use(
+        client: Client,
+    ) -> tuple[mcp_types.CallToolResult, mcp_types.Implementation | None]:
+        return await _call_tool(client, args, server)
+
+    result, info = await _cancellable(lambda: _unwrapped(_session(args, ctx, server, errlog, use)))
+    return _outputs(args, result, info, log_ref)
 
 
-async def _call(
-    args: McpInput, ctx: ToolContext, server: str, errlog: TextIO, log_ref: str | None
-) -> dict[str, Any]:
+async def list_tools(
+    args: McpInput, ctx: ToolContext, server: str, errlog: TextIO
+) -> list[mcp_types.Tool]:
+    """Every tool the server offers (an agent shows them to its model)."""
+
+    async def use(client: Client) -> list[mcp_types.Tool]:
+        return list((await _list_tools(client, server)).values())
+
+    return await _cancellable(lambda: _unwrapped(_session(args, ctx, server, errlog, use)))
+
+
+async def _unwrapped(work: Awaitable[T]) -> T:
     try:
-        return await _session(args, ctx, server, errlog, log_ref)
+        return await work
     except BaseExceptionGroup as group:
         # The SDK's task groups wrap what is raised inside a session, ours included.
         mine = [e for e in _leaves(group) if isinstance(e, ToolError)]
@@ -65,11 +81,18 @@ async def _call(
 
 
 async def _session(
-    args: McpInput, ctx: ToolContext, server: str, errlog: TextIO, log_ref: str | None
-) -> dict[str, Any]:
+    args: McpInput,
+    ctx: ToolContext,
+    server: str,
+    errlog: TextIO,
+    use: Callable[[Client], Awaitable[T]],
+) -> T:
+    """Connect to the server, hand the session to ``use``, and close it."""
     # anyio scopes must nest: the connect deadline is a scope around the whole session
     # (the transport's task group lives inside it), lifted once the handshake is done.
     connect_by = anyio.current_time() + args.connect_timeout.total_seconds()
+    done = False
+    result: T | None = None
     with anyio.CancelScope(deadline=connect_by) as connecting:
         async with contextlib.AsyncExitStack() as stack:
             if args.command is not None:
@@ -91,8 +114,9 @@ async def _session(
             except (OSError, MCPError, httpx2.HTTPError, ExceptionGroup) as e:
                 raise _connect_error(args, server, e) from None
             connecting.deadline = math.inf
-            result, info = await _call_tool(client, args, server)
-    if connecting.cancelled_caught:
+            result = await use(client)
+            done = True
+    if connecting.cancelled_caught or not done:
         raise ToolError(
             "tool",
             f"{server} did not answer the MCP handshake within "
@@ -100,6 +124,15 @@ async def _session(
             hint="check that the command starts an MCP server speaking stdio "
             "(or that the URL is its endpoint); raise with.connect_timeout if it is slow",
         )
+    return result  # type: ignore[return-value]
+
+
+def _outputs(
+    args: McpInput,
+    result: mcp_types.CallToolResult,
+    info: mcp_types.Implementation | None,
+    log_ref: str | None,
+) -> dict[str, Any]:
     text = "\n".join(c.text for c in result.content if isinstance(c, mcp_types.TextContent))
     outputs: dict[str, Any] = {
         "structured": result.structured_content,

@@ -70,6 +70,8 @@ FailurePolicy = Literal["fail_fast", "continue", "pause"]
 Strategy = Literal["fail", "skip", "pause", "fix", "resolve"]
 
 DEFAULT_MAX_PARALLEL = 4
+# Workstreams a run has in flight at once; the rest wait their turn, in plan order.
+DEFAULT_MAX_PARALLEL_WORKSTREAMS = 100
 DEFAULT_TIMEOUT = timedelta(hours=1)
 # How long a workstream whose worker died may wait before another worker holds its
 # workspace and carries on (towline.workflows.affinity), and the least a plan may ask.
@@ -220,6 +222,13 @@ class WorkstreamSettings(_Model):
 
 class PlanSettings(WorkstreamSettings):
     timeout: Duration | None = Field(None, description="whole-run limit, e.g. 72h")
+    max_parallel_workstreams: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="workstreams in flight at once; the rest wait their turn, in plan order "
+        f"(default {DEFAULT_MAX_PARALLEL_WORKSTREAMS})",
+    )
     budget: BudgetSpec | None = None
     breaker: BreakerSpec = BreakerSpec()
     takeover: Duration | None = Field(
@@ -260,10 +269,19 @@ class TaskSpec(_Model):
     cache: CacheSpec | None = None
 
 
+class ConcurrencySpec(_Model):
+    """At most ``limit`` workstreams holding ``key`` run at once, across all runs: e.g.
+    ``{key: repo-api}`` so two runs never push to one repository at the same time."""
+
+    key: str = Field(min_length=1, max_length=200, description="what is shared, e.g. a repo")
+    limit: int = Field(1, ge=1, le=10_000, description="holders at once (default 1)")
+
+
 class WorkstreamSpec(_Model):
     id: Identifier
     needs: list[str] = Field(default_factory=list)
     repo: RepoSpec | None = None
+    concurrency: ConcurrencySpec | None = None
     settings: WorkstreamSettings = WorkstreamSettings()
     defaults: Defaults = Defaults()
     tasks: list[TaskSpec] = Field(min_length=1)

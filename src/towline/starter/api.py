@@ -19,7 +19,7 @@ import contextlib
 import getpass
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -54,6 +55,7 @@ from towline.state import (
     FINISHED,
     LABELS_KEY,
     PLAN_KEY,
+    RUN_ENGINE,
     RUN_WORKFLOW,
     STATUS_KEY,
     WORKSPACE_OF_MEMO,
@@ -67,6 +69,7 @@ from towline.state import (
     workstream_workflow_id,
 )
 from towline.store import open_store
+from towline.workflows.agent import AgentAnswer, agent_workflow_id
 from towline.workflows.rollback import (
     ROLLBACK_WORKFLOW,
     RollbackInput,
@@ -164,6 +167,7 @@ async def start_run(
         workspace_of=workspace_of,
         max_history=max_history,
         restore=restore or {},
+        engine=RUN_ENGINE,
     )
     await check_run_input(client, run_input)
     try:
@@ -184,6 +188,9 @@ async def start_run(
                 else []
             ),
             static_summary=f"towline run of plan {plan.name}",
+            # Its workstreams and tool calls inherit it: task queues share their work out
+            # between runs, so a big run's backlog never starves a small one.
+            priority=Priority(fairness_key=rid),
             # `towline gc` keeps the workspaces a retry works in while it is open.
             memo={WORKSPACE_OF_MEMO: workspace_of} if workspace_of else None,
         )
@@ -296,24 +303,44 @@ async def _state(client: Client, workflow_id: str, result_type: type[M], *, ende
     return await _query(client, workflow_id, result_type)
 
 
-async def get_status(client: Client, run_id: str) -> RunState:
+# Workstreams whose tasks `status` reads by default: beyond this many started, a run's
+# status is the summary the run keeps (counts by status, what waits, what failed), and
+# the tasks of chosen workstreams are read on demand (`towline status RUN --workstream W`).
+DETAIL_LIMIT = 50
+_READS_AT_ONCE = 16
+
+
+async def get_status(
+    client: Client, run_id: str, *, workstreams: Collection[str] | None = None
+) -> RunState:
     """The run, its workstreams and their tasks, as they are now.
 
     A run that is still going is asked (queries, answered by a worker); one that has
-    ended is read from the histories, so its status needs no worker.
+    ended is read from the histories, so its status needs no worker. The tasks of every
+    started workstream are read when there are at most :data:`DETAIL_LIMIT`; else only
+    those of ``workstreams`` (the others keep the run's summary: status, counts, reason).
     """
     run = await _state(client, run_id, RunState, ended=True)
     ended = run.status in FINISHED
     started = [w for w, s in run.workstreams.items() if s.started_at is not None]
-    details = await asyncio.gather(
-        *(
-            _state(client, workstream_workflow_id(run_id, w), WorkstreamState, ended=ended)
-            for w in started
-        ),
-        return_exceptions=True,
-    )
+    if workstreams is not None:
+        unknown = sorted(set(workstreams) - set(run.workstreams))
+        if unknown:
+            raise Refused(f"run {run_id} has no workstream {', '.join(unknown)}")
+        chosen = [w for w in started if w in set(workstreams)]
+    else:
+        chosen = started if len(started) <= DETAIL_LIMIT else []
+    gate = asyncio.Semaphore(_READS_AT_ONCE)
+
+    async def read(wid: str) -> WorkstreamState:
+        async with gate:
+            return await _state(
+                client, workstream_workflow_id(run_id, wid), WorkstreamState, ended=ended
+            )
+
+    details = await asyncio.gather(*(read(w) for w in chosen), return_exceptions=True)
     usage = Usage()
-    for wid, ws in zip(started, details, strict=True):
+    for wid, ws in zip(chosen, details, strict=True):
         if isinstance(ws, UnknownRun):
             continue  # its start is under way: the run's own view of it stands
         if isinstance(ws, BaseException):
@@ -321,7 +348,7 @@ async def get_status(client: Client, run_id: str) -> RunState:
         coarse = run.workstreams[wid]
         # The run knows how a workstream ended (e.g. cancelled before it finished its
         # bookkeeping); the workstream knows its tasks.
-        status = coarse.status if coarse.status != "running" else ws.status
+        status = coarse.status if coarse.status not in ("running", "waiting") else ws.status
         if status in ("running", "waiting"):
             # The workstream's own answer is newer than the run's word on its waits.
             waiting = any(t.status == "waiting" for t in ws.tasks.values())
@@ -330,7 +357,8 @@ async def get_status(client: Client, run_id: str) -> RunState:
             update={"status": status, "reason": coarse.reason or ws.reason}
         )
         usage = usage.add(ws.usage)
-    run.usage = usage
+    if len(chosen) == len(started) and workstreams is None:
+        run.usage = usage  # every workstream read: their tasks' usage is the newest word
     if run.status in ("running", "waiting") and not (run.reason or "").startswith("paused"):
         waits = any(w.status == "waiting" for w in run.workstreams.values())
         run.status = "waiting" if waits else "running"
@@ -565,6 +593,30 @@ async def answer(
     handle = client.get_workflow_handle_for(WorkstreamWorkflow.run, wid)
     async with _refused_as_such(client, wid, what):
         return await handle.execute_update(updates[what], req)
+
+
+async def answer_question(
+    client: Client, run_id: str, task: str, text: str, *, by: str | None = None
+) -> str:
+    """Answer the question an ``agent`` task asked (``ask_human``); it then goes on.
+
+    The answer is an update on the agent's workflow (``<run>/<workstream>/<task>``),
+    recorded in its history with who gave it and when.
+    """
+    ws, tid = _task_ref(task)
+    if not text.strip():
+        raise BadInput("the answer is empty: give the text to send the agent")
+    status = await get_status(client, run_id)
+    if ws not in status.workstreams:
+        raise Refused(f"run {run_id} has no workstream '{ws}'")
+    t = status.workstreams[ws].tasks.get(tid)
+    if t is None:
+        raise Refused(f"workstream {ws} has no task '{tid}'")
+    if t.waiting_for != "answer":
+        what = f"waiting for {t.waiting_for}" if t.waiting_for else t.status
+        raise Refused(f"task {task} has no question to answer ({what})")
+    answer = AgentAnswer(text=text, by=by or _who())
+    return await _update(client, agent_workflow_id(run_id, ws, tid), "answer", answer)
 
 
 async def pause_run(client: Client, run_id: str, *, by: str | None = None) -> str:

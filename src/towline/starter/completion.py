@@ -43,8 +43,8 @@ def run_ids(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]
 
 
 def task_ids(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
-    """The run's tasks (``workstream.task``); for an answer (``approve``, ``retry``...),
-    only the tasks waiting for it."""
+    """The run's tasks (``workstream.task``); for an answer (``approve``, ``retry``...,
+    ``answer`` to an agent's question), only the tasks waiting for it."""
     run_id = getattr(parsed_args, "run_id", None)
     if not run_id:
         return []
@@ -53,14 +53,18 @@ def task_ids(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str
         from towline.starter import api
         from towline.starter.views import ANSWERS
 
-        state = await api.get_status(client, run_id)
-        answer = getattr(parsed_args, "command", None)
+        # A wide run's status leaves tasks out: once a workstream is typed, ask for its.
+        typed = [prefix.split(".", 1)[0]] if "." in prefix else None
+        state = await api.get_status(client, run_id, workstreams=typed)
+        command = getattr(parsed_args, "command", None)
+        answers = {"answer": ("answer",), **ANSWERS}  # what each wait takes
+        if not any(command in taken for taken in answers.values()):
+            return [f"{w}.{t}" for w, ws in state.workstreams.items() for t in ws.tasks]
         return [
             f"{wid}.{tid}"
             for wid, ws in state.workstreams.items()
             for tid, t in ws.tasks.items()
-            if answer not in ("approve", "reject", "retry", "skip", "abort")
-            or (t.status == "waiting" and answer in ANSWERS.get(t.waiting_for or "", ()))
+            if t.status == "waiting" and command in answers.get(t.waiting_for or "", ())
         ]
 
     return [t for t in _asked(parsed_args, ask) if t.startswith(prefix)]

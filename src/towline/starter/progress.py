@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from temporalio.client import Client
 
 from towline import estimates
 from towline.starter import api, views
-from towline.state import FINISHED, RunState
+from towline.state import FINISHED, RunState, WorkstreamState
 
 log = logging.getLogger("towline.progress")
 
@@ -64,7 +65,10 @@ def table(state: RunState, *, eta: str = "") -> Table:
     grid.add_column("attempts", justify="right")
     grid.add_column("time", justify="right")
     grid.add_column("note", overflow="fold", max_width=70)
-    for wid, ws in state.workstreams.items():
+    shown = state.workstreams
+    if len(shown) > WIDE:
+        shown = _summarise(state, grid)
+    for wid, ws in shown.items():
         grid.add_row(
             Text(wid, style="bold"),
             Text(ws.status, style=_STYLE.get(ws.status, "")),
@@ -81,6 +85,30 @@ def table(state: RunState, *, eta: str = "") -> Table:
                 views.task_note(state.run_id, f"{wid}.{tid}", t),
             )
     return grid
+
+
+# Workstreams beyond which the table shows counts by status, and only the workstreams a
+# person should look at (waiting, failed, running), not every row.
+WIDE = 40
+_SHOWN = 15
+
+
+def _summarise(state: RunState, grid: Table) -> dict[str, WorkstreamState]:
+    """Rows for the counts; the workstreams worth a row of their own."""
+    counts = Counter(ws.status for ws in state.workstreams.values())
+    grid.add_row(
+        Text(f"{len(state.workstreams)} workstreams", style="bold"),
+        ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.most_common()),
+        "",
+        "",
+        f"their tasks: towline status {state.run_id} --workstream W",
+    )
+    rank = {"waiting": 0, "failed": 1, "rolled_back": 1, "running": 2}
+    worth = sorted(
+        (w for w, ws in state.workstreams.items() if ws.status in rank),
+        key=lambda w: rank[state.workstreams[w].status],
+    )
+    return {w: state.workstreams[w] for w in worth[:_SHOWN]}
 
 
 def transitions(before: RunState | None, after: RunState) -> list[str]:

@@ -39,7 +39,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from towline import estimates
 from towline.config import DEFAULT_TASK_QUEUE
 from towline.plan.spec import PlanSpec
-from towline.state import LABELS_KEY, PLAN_KEY, RUN_WORKFLOW, STATUS_KEY, RunInput
+from towline.state import (
+    LABELS_KEY,
+    PLAN_KEY,
+    RUN_ENGINE,
+    RUN_WORKFLOW,
+    STATUS_KEY,
+    RunInput,
+)
 
 T = TypeVar("T")
 
@@ -86,7 +93,7 @@ async def create_schedule(
     plan = await asyncio.to_thread(estimates.resolve_from_history, plan)
     action = ScheduleActionStartWorkflow(
         RUN_WORKFLOW,
-        RunInput(run_id="", plan=plan, plan_dir=str(Path(plan_dir).resolve())),
+        RunInput(run_id="", plan=plan, plan_dir=str(Path(plan_dir).resolve()), engine=RUN_ENGINE),
         id=sid,
         task_queue=task_queue,
         typed_search_attributes=TypedSearchAttributes(

@@ -24,14 +24,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
+    DefaultFailureConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
+    PayloadConverter,
 )
+from temporalio.exceptions import ApplicationError
 
+from towline.errors import CATEGORIES
 from towline.worker import encryption
 
 COMPRESS_FROM = 64 * 1024
@@ -81,7 +86,42 @@ class _CompressLarge(PayloadCodec):
         return out
 
 
-DATA_CONVERTER = DataConverter(payload_converter_class=_Payloads, payload_codec=_CompressLarge())
+# Failures a person reads as a message: the outcome of a run or a workstream, an answer
+# refused, a tool's expected failure. Their Python stack traces say nothing to that
+# person (the Web UI opened a failed workstream's result on one), so they go without;
+# an unexpected error ("system") keeps its trace for whoever debugs it.
+_READ_AS_MESSAGES = frozenset(
+    {
+        "RunFailed",
+        "WorkstreamFailed",
+        "WorkstreamRolledBack",
+        "ValueError",  # an update's validator refusing its input
+        *(c for c in CATEGORIES if c != "system"),
+    }
+)
+
+
+class _Messages(DefaultFailureConverter):
+    def to_failure(
+        self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure
+    ) -> None:
+        kind = (
+            exception.type if isinstance(exception, ApplicationError) else type(exception).__name__
+        )
+        if kind in _READ_AS_MESSAGES:
+            exception.__traceback__ = None
+        super().to_failure(exception, payload_converter, failure)
+
+
+class _EncodedMessages(_Messages, DefaultFailureConverterWithEncodedAttributes):
+    pass
+
+
+DATA_CONVERTER = DataConverter(
+    payload_converter_class=_Payloads,
+    payload_codec=_CompressLarge(),
+    failure_converter_class=_Messages,
+)
 """The converter without encryption (what :func:`data_converter` gives when no keys are set)."""
 
 _encrypted: dict[encryption.Keys, DataConverter] = {}
@@ -105,7 +145,7 @@ def encrypted_converter(keys: encryption.Keys) -> DataConverter:
     return DataConverter(
         payload_converter_class=_Payloads,
         payload_codec=encryption.EncryptionCodec(keys, fallback=_CompressLarge()),
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        failure_converter_class=_EncodedMessages,
     )
 
 

@@ -18,13 +18,19 @@ from pathlib import Path
 from towline.state import SEARCH_ATTRIBUTES
 
 # Server settings for one machine; bench/README.md has the measurements behind each.
-DYNAMIC_CONFIG: dict[str, int] = {
+DYNAMIC_CONFIG: dict[str, int | bool] = {
     # The history service reads its queue of new work (workflow tasks, activity tasks,
     # child workflows, signals) at most 20 times a second by default: every workflow
     # task then waits up to 50 ms (33 ms on average) before a worker can have it, which
     # is most of a chain step. It reads when there is work, so a high cap costs nothing
     # when idle.
     "history.transferProcessorMaxPollRPS": 1000,
+    # Fairness between runs: each run's tasks carry its id as their fairness key, and
+    # the task queues hand out work round-robin between keys, so a one-task run started
+    # while a run of thousands of workstreams has a backlog queued starts at once
+    # (docs/operations.md). Both are off by default in server 1.32.
+    "matching.useNewMatcher": True,
+    "matching.enableFairness": True,
 }
 # SQLite's default rollback journal rewrites and syncs a journal file on every commit,
 # which made the server the bottleneck (about 2.5x its CPU per task). With a write-ahead
@@ -92,8 +98,9 @@ def command(opts: DevServerOptions) -> list[str]:
         cmd += ["--db-filename", str(opts.db_filename)]
         for pragma, value in SQLITE_PRAGMAS.items():
             cmd += ["--sqlite-pragma", f"{pragma}={value}"]
-    for key, number in DYNAMIC_CONFIG.items():
-        cmd += ["--dynamic-config-value", f"{key}={number}"]
+    for key, setting in DYNAMIC_CONFIG.items():
+        text = str(setting).lower() if isinstance(setting, bool) else str(setting)
+        cmd += ["--dynamic-config-value", f"{key}={text}"]
     for name, kind in SEARCH_ATTRIBUTES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
     return [*cmd, *opts.extra_args]

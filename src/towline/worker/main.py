@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, Interceptor
@@ -28,8 +29,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from towline import history
 from towline.activities import gc, notify, tools, workspace
+from towline.activities.agent import AGENT_ACTIVITIES
 from towline.activities.base import Tool
 from towline.activities.breakers import BreakerActivities
+from towline.activities.locks import LockActivities
 from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
 from towline.retention import holdings, schedule
@@ -130,12 +133,14 @@ def build_worker(
         task_queue=task_queue,
         activities=[
             *(t.activity for t in registry.values() if t.activity is not None),
+            *_agent_steps(),
             workspace.prepare_workspace,
             workspace.cleanup_workspace,
             gc.collect_garbage,
             notify.notify,
             *workspace.WorkspaceActivities(holder_queue).activities(),
             *BreakerActivities(client).activities(),
+            *LockActivities(client).activities(),
         ],
         plugins=[TowlinePlugin(workflows=workflows or None, registry=registry)],
         max_concurrent_activities=max_concurrent_activities,
@@ -165,6 +170,7 @@ def build_holder_worker(
         task_queue=holder_queue,
         activities=[
             *(t.activity for t in registry.values() if t.activity is not None),
+            *_agent_steps(),
             workspace.cleanup_workspace,
             *workspace.WorkspaceActivities(holder_queue).activities(),
         ],
@@ -174,6 +180,11 @@ def build_holder_worker(
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+def _agent_steps() -> list[Callable[..., Any]]:
+    """The agent's model calls and tool calls (towline.activities.agent)."""
+    return [t.activity for t in AGENT_ACTIVITIES if t.activity is not None]
 
 
 def build_tool_workers(

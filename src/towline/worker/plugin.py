@@ -32,8 +32,10 @@ from towline.activities.base import Tool
 from towline.worker.converter import data_converter
 from towline.worker.interceptors import TowlineInterceptor
 from towline.worker.recorder import HistoryInterceptor
+from towline.workflows.agent import AgentWorkflow
 from towline.workflows.breaker import BreakerWorkflow
 from towline.workflows.gc import GcWorkflow
+from towline.workflows.locks import LockWorkflow
 from towline.workflows.rollback import RollbackWorkflow
 from towline.workflows.run import RunWorkflow
 from towline.workflows.workstream import WorkstreamWorkflow
@@ -45,7 +47,15 @@ PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "towline", "opent
 
 def workflow_classes(*, workstream: type = WorkstreamWorkflow) -> list[type]:
     """towline's workflows (the upgrade test swaps in another version of the workstream's)."""
-    return [RunWorkflow, workstream, RollbackWorkflow, BreakerWorkflow, GcWorkflow]
+    return [
+        RunWorkflow,
+        workstream,
+        RollbackWorkflow,
+        BreakerWorkflow,
+        LockWorkflow,
+        GcWorkflow,
+        AgentWorkflow,
+    ]
 
 
 class TowlinePlugin(SimplePlugin):

@@ -51,7 +51,7 @@ TASK_DURATION_BUCKETS: tuple[float, ...] = (
     24 * 3600,
     7 * 24 * 3600,
 )
-WAIT_REASONS: tuple[str, ...] = ("approval", "operator", "budget", "breaker")
+WAIT_REASONS: tuple[str, ...] = ("approval", "operator", "budget", "breaker", "answer")
 BREAKER_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 # Per workflow instance: task -> (reason, when the wait began); run -> budget spent.

@@ -44,6 +44,7 @@ from towline.plan.spec import (
 )
 from towline.state import (
     FINISHED,
+    Budget,
     Decision,
     ErrorInfo,
     Status,
@@ -52,7 +53,7 @@ from towline.state import (
     WaitingFor,
 )
 from towline.toolcall import ToolCall, ToolContext
-from towline.workflows import breaker, polling
+from towline.workflows import agent, breaker, polling
 from towline.workflows.affinity import Affinity, execute_tool
 
 # A tool heartbeats every second while it runs; a worker that stops doing so has died,
@@ -159,6 +160,10 @@ class TaskControl(Protocol):
 
     def spent(self, usage: Usage) -> None:
         """Tell the run what a call cost."""
+        ...
+
+    def current_budget(self) -> Budget | None:
+        """The run's budget as the workstream knows it now (an agent is told changes)."""
         ...
 
     def parked(self, tid: str) -> contextlib.AbstractContextManager[None]:
@@ -269,6 +274,7 @@ async def _run_with_recovery(
     resume_operator: bool = False,
 ) -> None:
     strategy = on_failure(spec, env)
+    after_fix = False
     if resume_operator:
         assert state.error is not None
         if await _ask_operator(spec, state, env, ctl, strategy, state.error, resume=True):
@@ -291,6 +297,8 @@ async def _run_with_recovery(
             return
         state.runs += 1
         error = await _call(spec.tool, args, spec, state, env, label=spec.tool, main=True, ctl=ctl)
+        if after_fix:  # whether an agent's fix worked: remembered for later failures
+            await agent.verdict(strategy, spec, state, env, fixed=error is None)
         if error is None:
             # Succeeded, whatever happens next: a cancel landing during the breaker's
             # report must not make it "cancelled" (and skip its rollback).
@@ -316,6 +324,7 @@ async def _run_with_recovery(
             continue
         if kind in ("fix", "resolve") and strategy.fix is not None:
             if await _fix(spec, state, env, scope, ctl, strategy, error):
+                after_fix = True
                 continue
             return
         _end(state, "failed", error=error)
@@ -439,6 +448,17 @@ async def _call(
     cancel (the attempt then ends by timeout, with ``retry_state`` CANCEL_REQUESTED).
     """
     retry = retry_spec(spec, env)
+    if facts(tool).child_workflow:  # the agent: a conversation in a workflow of its own
+        timeout = attempt_timeout(spec, env)
+        failed, outputs = await agent.run_agent(
+            args, spec, state, env, main=main, timeout=timeout, ctl=ctl
+        )
+        if main:
+            state.outputs = outputs
+            state.attempts += 1
+        else:
+            state.fix_outputs = outputs
+        return failed
     try:
         if facts(tool).in_workflow:
             if (failed := await _run_in_workflow(spec, args)) is not None:

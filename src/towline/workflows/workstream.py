@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         Usage,
         UsageReport,
         WaitingFor,
+        WorkstreamEnd,
         WorkstreamInput,
         WorkstreamState,
     )
@@ -163,6 +164,7 @@ class WorkstreamWorkflow:
             if inp.rollback == "auto":
                 await self._saga(env)
             st.status, st.ended_at = "cancelled", workflow.now()
+            self._report_end("the run was cancelled")
             await self._report_exports()
             raise
         # Every task has ended: what follows (rollbacks, clean-up, the outcome) runs to
@@ -183,12 +185,14 @@ class WorkstreamWorkflow:
             st.status = "rolled_back"
         st.ended_at = workflow.now()
         await self._clean_up(succeeded=not failed)
+        done = ", rolled back" if st.status == "rolled_back" else ""
+        why = f"workstream {inp.spec.id} failed: {', '.join(failed)}{done}" if failed else None
+        self._report_end(why)
         await self._report_exports()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if failed:
-            done = ", rolled back" if st.status == "rolled_back" else ""
+        if why is not None:
             raise ApplicationError(
-                f"workstream {inp.spec.id} failed: {', '.join(failed)}{done}",
+                why,
                 st,  # the final state, as a success returns it (read by `towline status`)
                 type="WorkstreamRolledBack" if st.status == "rolled_back" else "WorkstreamFailed",
                 non_retryable=True,
@@ -244,6 +248,25 @@ class WorkstreamWorkflow:
                 }
             )
         )
+
+    def _report_end(self, reason: str | None) -> None:
+        """Tell the run how this workstream ended (runs that continue-as-new hear of their
+        workstreams this way, not by their workflows' results)."""
+        if not self._inp.report_end:
+            return
+        st = self._state
+        counts: dict[str, int] = {}
+        for t in st.tasks.values():
+            counts[t.status] = counts.get(t.status, 0) + 1
+        end = WorkstreamEnd(
+            status=st.status,
+            reason=reason,
+            started_at=st.started_at,
+            ended_at=st.ended_at,
+            counts=counts,
+            usage=st.usage,
+        )
+        self._signal_run("workstream_ended", self._inp.spec.id, end)
 
     async def _saga(self, env: TaskEnv) -> bool:
         """Run the rollbacks to their end, even if a cancel lands meanwhile (the run's
@@ -495,11 +518,19 @@ class WorkstreamWorkflow:
     def stopping(self) -> bool:
         return self._stopping
 
+    def current_budget(self) -> Budget | None:
+        return self._budget
+
     def spent(self, usage: Usage) -> None:
         # Counted here at once, so the next task sees it before the run's answer arrives.
         if self._budget is not None:
             self._budget.spent = self._budget.spent.add(usage)
-        self._signal_run("usage", usage)
+        if self._inp.report_end:
+            # Engine-2 runs: told only when they keep a budget; the end reports the rest.
+            if self._inp.report_usage or self._budget is not None:
+                self._signal_run("workstream_usage", self._inp.spec.id, usage)
+        else:
+            self._signal_run("usage", usage)
 
     @workflow.signal(name=TOOL_USAGE_SIGNAL)
     def tool_usage(self, report: UsageReport) -> None:
@@ -591,6 +622,17 @@ class WorkstreamWorkflow:
     @abort.validator
     def _abort_ok(self, req: AnswerRequest) -> None:
         self._check("abort", req)
+
+    @workflow.signal(name="answer", description="An answer given to the run for a task here")
+    def answer_from_run(self, answer: Answer, req: AnswerRequest) -> None:
+        """An answer a person gave the run (its update of the same name) for a task here."""
+        try:
+            self._check(answer, req)
+        except ValueError as e:
+            workflow.logger.info("an answer the run passed on came too late: %s", e)
+            return
+        self._accept(answer, req)
+        self._changed = True
 
     @workflow.signal(name="pause")
     def pause(self, by: str) -> None:

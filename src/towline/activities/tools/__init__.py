@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from towline.activities.base import Tool
+from towline.activities.tools.agent import AGENT
 from towline.activities.tools.echo import echo
 from towline.activities.tools.git import git
 from towline.activities.tools.http import http
@@ -18,7 +19,8 @@ from towline.activities.tools.test_gate import gate
 from towline.activities.tools.wait import WAIT
 
 TOOLS: dict[str, Tool] = {
-    t.name: t for t in (echo, shell, WAIT, http, llm, mcp, apply_patch, revert_patch, gate, git, pr)
+    t.name: t
+    for t in (echo, shell, WAIT, http, llm, mcp, apply_patch, revert_patch, gate, git, pr, AGENT)
 }
 
 

@@ -161,9 +161,9 @@ async def llm(args: LlmInput, ctx: ToolContext) -> ToolResult:
             ) from None
         except httpx.HTTPError as e:
             raise transport_error("POST", url, e) from None
-    body = _json_body(reply, url)
+    body = json_body(reply, url)
     if reply.status_code != 200:
-        raise _refused(reply, body, url)
+        raise refused(reply, body, url)
     text, finish_reason, usage = _completion(body, url)
     price, source = _price(args)
     cost = (
@@ -185,7 +185,7 @@ async def llm(args: LlmInput, ctx: ToolContext) -> ToolResult:
     return ToolResult(outputs=outputs)
 
 
-def _json_body(reply: httpx.Response, url: str) -> dict[str, Any]:
+def json_body(reply: httpx.Response, url: str) -> dict[str, Any]:
     """The reply's JSON object; anything else is not the protocol (``tool``, retried)."""
     try:
         body = reply.json()
@@ -203,7 +203,7 @@ def _json_body(reply: httpx.Response, url: str) -> dict[str, Any]:
     )
 
 
-def _refused(reply: httpx.Response, body: dict[str, Any], url: str) -> ToolError:
+def refused(reply: httpx.Response, body: dict[str, Any], url: str) -> ToolError:
     error = body.get("error")
     detail = error.get("message") if isinstance(error, dict) else error
     why = f": {detail}" if detail else ""
@@ -261,10 +261,16 @@ def _reply_json(text: str, url: str, outputs: dict[str, Any]) -> Any:
 
 
 def _price(args: LlmInput) -> tuple[Price, str]:
-    if args.price is not None:
-        return args.price, "with"
+    return price_of(args.model, args.price)
+
+
+def price_of(model: str, given: Price | None) -> tuple[Price, str]:
+    """The price of ``model`` and where it came from: ``given`` (a plan's), the worker's
+    price file, the defaults, or unknown (free)."""
+    if given is not None:
+        return given, "with"
     for source, table in (("file", _price_file()), ("default", PRICES)):
-        name = _longest_prefix(args.model, table)
+        name = _longest_prefix(model, table)
         if name is not None:
             return table[name], source
     return Price(prompt_per_1k=0, completion_per_1k=0), "unknown"

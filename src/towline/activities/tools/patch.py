@@ -97,6 +97,11 @@ async def revert_patch(args: PatchInput, ctx: ToolContext) -> dict[str, Any]:
     return await _run(args, ctx, reverse=True)
 
 
+async def apply_diff(args: PatchInput, ctx: ToolContext) -> dict[str, Any]:
+    """``patch.apply``'s work, for other tools (an agent's ``apply_patch``)."""
+    return await _run(args, ctx, reverse=False)
+
+
 async def _run(args: PatchInput, ctx: ToolContext, *, reverse: bool) -> dict[str, Any]:
     workspace = Path(ctx.workspace).resolve()
     text = _load(args, ctx)

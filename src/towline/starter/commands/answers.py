@@ -1,5 +1,6 @@
 """Steering a run: the answers to a waiting task (``towline approve``, ``reject``,
-``skip``, ``abort``, ``retry``), ``retry RUN``, ``rollback``, ``pause`` and ``resume``."""
+``skip``, ``abort``, ``retry``), ``retry RUN``, the answer to an agent's question
+(``answer``), ``rollback``, ``pause`` and ``resume``."""
 
 from __future__ import annotations
 
@@ -70,6 +71,22 @@ command(
     "succeeded tasks' outputs and runs only the rest",
     links=True,
 )(_answer)
+
+
+@command(
+    "answer",
+    "answer the question an agent task asked (ask_human)",
+    CONNECTION,
+    RUN,
+    TASK,
+    arg("text", metavar="TEXT", help="the answer, sent to the agent as it is"),
+    arg("--by", help="who answers (default: your user name)"),
+)
+async def _answer_question(args: argparse.Namespace) -> int:
+    client = await common.client(args)
+    done = await api.answer_question(client, args.run_id, args.task, args.text, by=args.by)
+    common.out().print(done, markup=False)
+    return OK
 
 
 @command(

@@ -65,6 +65,8 @@ def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
                 entry["runs"] = t.runs
             if t.fixes:
                 entry["fixes"] = t.fixes
+            if t.fix_outputs is not None:
+                entry["fix"] = t.fix_outputs  # what the last agent fix did
             if t.decisions:
                 entry["decisions"] = [
                     d.model_dump(mode="json", exclude_none=True) for d in t.decisions
@@ -73,6 +75,8 @@ def run_json(state: RunState, web_ui: str) -> dict[str, Any]:
                 entry["rollback_error"] = t.rollback_error.model_dump(exclude_none=True)
             tasks[tid] = entry
         workstreams[wid] = {"status": ws.status, "tasks": tasks}
+        if ws.counts and not ws.tasks:  # a wide run's summary: its tasks by status
+            workstreams[wid]["counts"] = dict(ws.counts)
         if ws.reason:
             workstreams[wid]["reason"] = ws.reason
     obj: dict[str, Any] = {

@@ -1,9 +1,10 @@
-"""A plan and its runs: ``towline validate``, ``schema``, ``run``, ``status``, ``watch``,
-``list`` and ``cancel``."""
+"""A plan and its runs: ``towline validate``, ``schema``, ``estimate``, ``run``,
+``status``, ``watch``, ``list`` and ``cancel``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import get_args
 
 from towline.plan.spec import PlanSpec
@@ -40,6 +41,32 @@ async def _schema(args: argparse.Namespace) -> int:
         **schema,
     }
     common.print_json(schema)
+    return OK
+
+
+@command(
+    "estimate",
+    "expected duration, tokens and cost per task, from history and prices",
+    arg("plan", metavar="PLAN", type=checks.plan_path),
+    arg("--set", action="append", default=[], metavar="KEY=VALUE"),
+    arg("--json", action="store_true"),
+)
+async def _estimate(args: argparse.Namespace) -> int:
+    from towline import history
+    from towline.starter import estimate
+
+    plan, _ = common.load(args.plan, args.set)
+    store = history.open_store()
+    try:
+        rows = await asyncio.to_thread(estimate.for_plan, plan, store)
+    except Exception as e:
+        raise UsageError(f"cannot read the run history at {store.location}: {e}") from None
+    if args.json:
+        common.print_json(estimate.as_json(plan, rows, store.location))
+        return OK
+    out = common.out()
+    out.print(f"plan {plan.name}: from the run history at {store.location}", markup=False)
+    out.print(estimate.table(rows))
     return OK
 
 
@@ -96,11 +123,18 @@ async def _run(args: argparse.Namespace) -> int:
     CONNECTION,
     RUN,
     arg("--json", action="store_true"),
+    arg(
+        "--workstream",
+        action="append",
+        metavar="W",
+        help="the tasks of this workstream (repeat for more); a run of more than "
+        f"{api.DETAIL_LIMIT} started workstreams shows only their summary otherwise",
+    ),
     links=True,
 )
 async def _status(args: argparse.Namespace) -> int:
     client = await common.client(args)
-    state = await api.get_status(client, args.run_id)
+    state = await api.get_status(client, args.run_id, workstreams=args.workstream)
     link = local.web_ui_link(args.address, args.namespace, args.run_id)
     if args.json:
         common.print_json(common.run_json(state, link))

@@ -124,7 +124,15 @@ async def _stats(args: argparse.Namespace) -> int:
     out.print(
         f"{calls} tool calls{scope} from {summary.runs} runs ({store.location})", markup=False
     )
-    grid = stats.table(summary.groups)
-    common.whole_rows(out, grid)
-    out.print(grid)
+    grids = [stats.table(summary.groups)]
+    if summary.agents:
+        grids.append(stats.agents_table(summary.agents))
+    for grid in grids:
+        common.whole_rows(out, grid)
+        if grid is not grids[0]:
+            out.print(
+                f"\nagents by model; {summary.memory} past fix(es) remembered for later failures",
+                markup=False,
+            )
+        out.print(grid)
     return OK
