@@ -144,8 +144,10 @@ async def test_the_recorded_histories_of_n_replay_on_n_plus_1(path: Path) -> Non
 async def test_without_the_guard_recorded_workstreams_of_n_do_not_replay() -> None:
     failed = []
     for path in RECORDED:
-        if not path.stem.count("."):
-            continue  # run histories: the change is in the workstream
+        # The change is in the workstream: its histories are <name>.<ws>; a run's is
+        # <name>, an agent's <name>.<ws>.<task>.
+        if path.stem.count(".") != 1:
+            continue
         history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
         result = await _replayer(WorkstreamV2Unguarded).replay_workflow(
             history, raise_on_replay_failure=False
