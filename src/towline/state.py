@@ -7,6 +7,7 @@ the boundary between workflows, the CLI and scripts, so they are plain pydantic 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -41,6 +42,24 @@ LABELS_KEY = SearchAttributeKey.for_keyword_list("TowlineLabels")
 RUN_WORKFLOW = "RunWorkflow"
 # The engine new runs get (towline.workflows.run); runs in flight keep the one they have.
 RUN_ENGINE = 2
+
+# Temporal takes fairness keys of at most 64 bytes.
+FAIRNESS_KEY_BYTES = 64
+
+
+def fairness_key(run_id: str) -> str:
+    """The key a run's tasks share on their task queues, so runs take turns.
+
+    The run id itself when it fits; a longer id keeps its start and a digest of the
+    whole, so two long ids that share a prefix still get keys of their own.
+    """
+    if len(run_id.encode()) <= FAIRNESS_KEY_BYTES:
+        return run_id
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:16]
+    head = run_id.encode()[: FAIRNESS_KEY_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
+
+
 # The memo of a run that works in another run's workspaces (a retry): that run's id.
 WORKSPACE_OF_MEMO = "towline.workspace_of"
 WORKSTREAM_WORKFLOW = "WorkstreamWorkflow"

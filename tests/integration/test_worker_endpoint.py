@@ -86,12 +86,14 @@ async def test_metrics_count_runs_and_tasks_by_plan_tool_status_and_category(
     code, _ = await aget(w.url("/nope"))
     assert code == 404
 
-    # The Web UI shows the run's progress table as its "current details".
+    # The Web UI shows the run's progress summary as its "current details": counts by
+    # status, what failed and why, the latest change.
     metadata = await client.get_workflow_handle(rid).query(
         "__temporal_workflow_metadata", result_type=WorkflowMetadata
     )
-    assert metadata.current_details.startswith(f"**failed** · run `{rid}`")
-    assert "| w | failed | 3 tasks |" in metadata.current_details
+    details = metadata.current_details
+    assert details.startswith("**Run failed**: 1 workstream(s): 1 failed"), details
+    assert "- w: workstream w failed" in details, details
 
 
 async def test_readyz_answers_503_once_the_server_is_gone_while_healthz_stays_200(

@@ -143,7 +143,7 @@ def transitions(before: RunState | None, after: RunState) -> list[str]:
 async def follow(client: Client, run_id: str, *, console: Console, live: bool) -> RunState:
     """Show the run until it ends, redrawn every second; return its final status."""
     handle = client.get_workflow_handle(run_id)
-    done: asyncio.Task[Any] = asyncio.create_task(handle.result())
+    done: asyncio.Task[Any] = asyncio.create_task(api.wait_closed(handle))
     state: RunState | None = None
     display = Live(console=console, auto_refresh=False) if live else None
     eta = await _eta(client, run_id) if live else None

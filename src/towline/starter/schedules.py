@@ -33,7 +33,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from towline import estimates
@@ -46,6 +46,7 @@ from towline.state import (
     RUN_WORKFLOW,
     STATUS_KEY,
     RunInput,
+    fairness_key,
 )
 
 T = TypeVar("T")
@@ -106,6 +107,7 @@ async def create_schedule(
             else []
         ),
         static_summary=f"towline run of plan {plan.name} (schedule {sid})",
+        priority=Priority(fairness_key=fairness_key(sid)),
     )
     schedule = Schedule(
         action=action,

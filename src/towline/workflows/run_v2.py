@@ -588,8 +588,10 @@ class RunV2:
         self._notifier.observe(self._state.status, waiting, self._state.reason)
 
     async def _finish(self, status: Status) -> None:
-        # Signals on their way (a key given back, news for a workstream) go before the end.
-        await workflow.wait_condition(lambda: not self._telling)
+        # Signals on their way (a key given back, news for a workstream) go before the end,
+        # and the workstreams this execution started close first: a run never reads as
+        # ended while one of its workstreams is still open.
+        await workflow.wait_condition(lambda: not self._telling and not self._children)
         self._set_status(status)
         self._state.ended_at = workflow.now()
         metrics.run_finished(self._state.plan, status)

@@ -5,10 +5,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from collections.abc import Sequence
-
-from temporalio.client import WorkflowFailureError
 
 from towline.plan.spec import BudgetSpec
 from towline.starter import api, local
@@ -104,8 +101,7 @@ async def _rollback(args: argparse.Namespace) -> int:
     out.print(f"rolling back run {args.run_id} (workflow {wid})")
     if not args.wait:
         return OK
-    with contextlib.suppress(WorkflowFailureError):  # the status below says what failed
-        await client.get_workflow_handle(wid).result()
+    await api.wait_closed(client.get_workflow_handle(wid))  # the status says what failed
     state = await api.get_status(client, args.run_id)
     common.summary(state, local.web_ui_link(args.address, args.namespace, args.run_id), out)
     return OK if state.status == "rolled_back" else NOT_SUCCEEDED
