@@ -48,6 +48,9 @@ def s3_server(folder: Path) -> Iterator[S3Server]:
     grpc = {name: free_port() for name in ports}
     argv = [str(WEED), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
     argv += ["-filer", "-s3", "-volume.max=8", "-master.volumeSizeLimitMB=64"]
+    # No Iceberg catalog nor Lance namespace: they listen on fixed ports (8181, 9101),
+    # which two servers (tests running at once on one machine) would fight over.
+    argv += ["-s3.port.iceberg=0", "-s3.port.lance=0"]
     for name in ports:
         argv += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={grpc[name]}"]
     log = (folder / "weed.log").open("wb")
