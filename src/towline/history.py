@@ -208,6 +208,36 @@ class HistoryStore(ABC):
         rows = self._query(sql + " ORDER BY started_at", params)
         return [_record(row) for row in rows]
 
+    def latest_calls(
+        self,
+        *,
+        tool: str,
+        plan: str | None = None,
+        workstream: str | None = None,
+        task: str | None = None,
+        succeeded_only: bool = False,
+        limit: int = 500,
+    ) -> list[ToolCallRecord]:
+        """The ``limit`` newest calls of ``tool`` that ran (cache hits left out), newest
+        first; of one task when ``plan``, ``workstream`` and ``task`` are given."""
+        if not self.exists():
+            return []
+        where, params = ["tool = ?", "cached = 0"], [tool]
+        for column, value in (("plan", plan), ("workstream", workstream), ("task", task)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if succeeded_only:
+            where.append("outcome = 'succeeded'")
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM tool_calls WHERE {' AND '.join(where)}"
+        rows = self._query(sql + f" ORDER BY started_at DESC LIMIT {int(limit)}", params)
+        return [_record(row) for row in rows]
+
+    def probe(self) -> None:
+        """A cheap real query, for the worker's ``/readyz``: raises if the store cannot be
+        opened or read now."""
+        self._query("SELECT 1 FROM tool_calls LIMIT 1", [])
+
     def record_agent(self, rec: AgentRunRecord) -> None:
         values: list[Any] = [getattr(rec, c) for c in _AGENT_COLUMNS]
         values[_AGENT_COLUMNS.index("signature")] = json.dumps(list(rec.signature))
@@ -359,6 +389,12 @@ class _SQLiteStore(HistoryStore):
     def _execute(self, sql: str, params: Sequence[Any]) -> None:
         with self._connect() as conn:
             conn.execute(sql, params)
+
+    def probe(self) -> None:
+        # A connection keeps a removed file readable: that is no history for anyone else.
+        if self._ready and not self.exists():
+            raise FileNotFoundError(f"the history database {self.path} was removed")
+        super().probe()
 
     def sizes(self) -> dict[str, int]:
         if not self.exists():

@@ -95,6 +95,21 @@ class Store(ABC):
     def check(self) -> None:
         """Raise :class:`StoreError` if this process cannot use the store at all."""
 
+    @abstractmethod
+    def probe(self) -> None:
+        """A cheap real operation, for the worker's ``/readyz``: raise :class:`StoreError`
+        (saying why) if the store cannot be used right now."""
+
+    def size(self) -> dict[str, tuple[int, int]]:
+        """Objects and bytes stored, by the first part of their keys (``artifacts``,
+        ``snapshots``, ``plans``...): one listing of the whole store."""
+        out: dict[str, tuple[int, int]] = {}
+        for obj in self.list(""):
+            top = obj.key.split("/", 1)[0]
+            objects, size = out.get(top, (0, 0))
+            out[top] = (objects + 1, size + obj.size)
+        return out
+
     def where(self, key: str) -> str:
         """Where the object lives, for messages."""
         return f"{self.location.rstrip('/')}/{key}"
@@ -127,6 +142,21 @@ class FolderStore(Store):
     def check(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"the store {self.root} is not a folder")
+
+    def probe(self) -> None:
+        if not self.root.exists():
+            raise StoreError(
+                f"the store folder {self.root} does not exist (removed, or unmounted?)"
+            )
+        if not self.root.is_dir():
+            raise StoreError(f"the store {self.root} is not a folder")
+        try:
+            with os.scandir(self.root) as entries:
+                next(entries, None)
+        except OSError as e:
+            raise StoreError(f"cannot list the store folder {self.root}: {e.strerror}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot write in the store folder {self.root}")
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -200,6 +230,7 @@ class S3Store(Store):
         self.prefix = prefix.strip("/")
         self.location = url.rstrip("/")
         self._client: S3Client | None = None
+        self._probe_client: S3Client | None = None
         self._lock = threading.Lock()
 
     @property
@@ -219,6 +250,23 @@ class S3Store(Store):
 
     def check(self) -> None:
         _ = self.client  # boto3 is installed, and the AWS_* settings parse
+
+    def probe(self) -> None:
+        # A client of its own, quick to give up: a readiness probe must answer in seconds,
+        # and the shared client retries for the tools' sake.
+        with self._lock:
+            if self._probe_client is None:
+                import boto3
+                from botocore.config import Config
+
+                config = Config(connect_timeout=2, read_timeout=2, retries={"max_attempts": 1})
+                self._probe_client = boto3.client("s3", config=config)
+            client = self._probe_client
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        try:
+            client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except Exception as e:
+            raise StoreError(f"{self.location} does not answer a listing: {e}") from None
 
     def _key(self, key: str) -> str:
         check_key(key)

@@ -6,6 +6,7 @@ from temporalio.client import Client
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from towline.worker.anomalies import AnomalyInterceptor
 from towline.worker.converter import DATA_CONVERTER
 from towline.worker.interceptors import TowlineInterceptor
 from towline.worker.main import build_workers
@@ -25,7 +26,11 @@ async def test_only_the_shared_queue_runs_workflows_and_every_worker_records_too
     assert list(main.config(active_config=True).get("workflows", [])) == workflow_classes()
     assert tool_queues, "the tools with a queue of their own (llm) get workers too"
     for worker in (main, holder, *tool_queues):
-        assert _interceptor_types(worker) == [TowlineInterceptor, HistoryInterceptor]
+        assert _interceptor_types(worker) == [
+            TowlineInterceptor,
+            HistoryInterceptor,
+            AnomalyInterceptor,
+        ]
     for worker in (holder, *tool_queues):
         assert not worker.config(active_config=True).get("workflows")
     assert isinstance(

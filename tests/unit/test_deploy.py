@@ -15,6 +15,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from towline import profiles
+from towline.worker import anomalies, dependencies, recorder
 from towline.worker import metrics as worker_metrics
 from towline.workflows import metrics as workflow_metrics
 
@@ -25,7 +26,13 @@ _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
 
 def _families() -> dict[str, str]:
     """Every towline metric family the worker serves, by name, with its type."""
-    assert worker_metrics.TOOL_CALLS is not None  # registers towline's collectors
+    # Importing them registers towline's metrics and collectors.
+    assert None not in (
+        worker_metrics.TOOL_CALLS,
+        anomalies.SLOW_CALLS,
+        dependencies.DEPENDENCY_UP,
+        recorder.CACHE_LOOKUPS,
+    )
     served = {f.name: f.type for f in REGISTRY.collect() if f.name.startswith("towline_")}
     served |= dict.fromkeys(
         [
@@ -34,6 +41,7 @@ def _families() -> dict[str, str]:
             workflow_metrics.TASKS_STARTED,
             workflow_metrics.TASKS_FINISHED,
             workflow_metrics.TASK_WAITS,
+            workflow_metrics.BREAKER_OPENINGS,
         ],
         "counter",
     )
@@ -79,7 +87,7 @@ def test_the_alert_rules_use_only_metrics_the_worker_serves_and_are_documented()
         assert used <= _sample_names(), (rule["alert"], used - _sample_names())
         assert f"`{rule['alert']}`" in doc, f"{rule['alert']} is missing from docs/operations.md"
         assert rule["labels"]["severity"] in ("info", "warning", "critical")
-    assert len(rules) == 5
+    assert len(rules) == 9
 
 
 def test_the_scrape_config_targets_the_worker_endpoint() -> None:

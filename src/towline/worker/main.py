@@ -36,7 +36,8 @@ from towline.activities.locks import LockActivities
 from towline.catalogue import own_queue_tools
 from towline.config import DEFAULT_HTTP_PORT
 from towline.retention import holdings, schedule
-from towline.worker import metrics, tracing
+from towline.store import open_store
+from towline.worker import dependencies, metrics, tracing
 from towline.worker.client import check_namespace, connect
 from towline.worker.http import HttpEndpoint, Probes, Readiness
 from towline.worker.plugin import TowlinePlugin
@@ -44,7 +45,7 @@ from towline.worker.plugin import TowlinePlugin
 log = logging.getLogger("towline.worker")
 
 # How long /readyz waits for the Temporal server's answer.
-READY_TIMEOUT = timedelta(seconds=2)
+READY_TIMEOUT = timedelta(seconds=dependencies.CHECK_TIMEOUT)
 
 
 def holder_queue_for(task_queue: str) -> str:
@@ -315,31 +316,41 @@ def endpoint_probes(
 ) -> Probes:
     """What the HTTP endpoint reports for this worker.
 
-    Ready means: the worker runs and polls (it is not shutting down), and the Temporal
-    server answers a cheap call (``GetSystemInfo``) within :data:`READY_TIMEOUT`, asked
-    afresh on each ``/readyz``.
+    Ready means: the worker runs and polls (it is not shutting down), and its
+    dependencies answer a cheap real operation within 2 s each, asked afresh on each
+    ``/readyz``: the Temporal server (``GetSystemInfo``), the shared store and the run
+    history (:mod:`~towline.worker.dependencies`). Not ready says which failed and why.
     """
 
     store = history.open_store()
+    shared = open_store()
+    dependencies.prepare_store(shared)
 
     def disk() -> dict[str, int]:
         return holdings.usage(holdings.local_holdings(store), store)
 
     async def page() -> tuple[bytes, str]:
         await metrics.DISK.refresh(disk)
+        await dependencies.STORE_SIZE.refresh(shared)
         metrics.WORKER_READY.set(1 if (await readiness()).ready else 0)
         return await metrics.exposition(sdk_metrics), metrics.CONTENT_TYPE
 
+    async def temporal() -> None:
+        await client.workflow_service.get_system_info(
+            GetSystemInfoRequest(), retry=False, timeout=READY_TIMEOUT
+        )
+
     async def readiness() -> Readiness:
+        checks = await asyncio.gather(
+            dependencies.check(
+                "temporal", temporal, explain=lambda r: f"the Temporal server does not answer: {r}"
+            ),
+            dependencies.check_store(shared),
+            dependencies.check_history(store),
+        )
         if not worker.is_running or stopping():
             return Readiness(False, "the worker is not polling")
-        try:
-            await client.workflow_service.get_system_info(
-                GetSystemInfoRequest(), retry=False, timeout=READY_TIMEOUT
-            )
-        except Exception as e:
-            reason = str(e).splitlines()[-1] if str(e) else type(e).__name__
-            return Readiness(False, f"the Temporal server does not answer: {reason}")
-        return Readiness(True)
+        down = [c for c in checks if not c.up]
+        return Readiness(not down, "; ".join(map(str, down)))
 
     return Probes(metrics=page, readiness=readiness)

@@ -2,7 +2,7 @@
 
 :class:`TowlinePlugin` bundles what must be the same wherever towline's workflows run or
 replay: the data converter, the worker interceptors (metrics, spans and log ids for each
-tool call; the run history and ``cache:``), the workflows, and the modules passed
+tool call; the run history and ``cache:``; the anomaly watch), the workflows, and the modules passed
 through the sandbox. The worker (:mod:`towline.worker.main`), the replay test, the
 upgrade test and the benchmarks (which run ``towline worker``) all use it, so a workflow
 or an interceptor added here reaches each of them:
@@ -29,6 +29,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from towline import history
 from towline.activities import tools
 from towline.activities.base import Tool
+from towline.worker.anomalies import AnomalyInterceptor
 from towline.worker.converter import data_converter
 from towline.worker.interceptors import TowlineInterceptor
 from towline.worker.recorder import HistoryInterceptor
@@ -79,6 +80,7 @@ class TowlinePlugin(SimplePlugin):
         converter: DataConverter | None = None,
     ) -> None:
         registry = tools.TOOLS if registry is None else registry
+        store = history.open_store()
         super().__init__(
             "towline.TowlinePlugin",
             # Read when a replayer asks (a worker's converter is its client's).
@@ -88,7 +90,9 @@ class TowlinePlugin(SimplePlugin):
                 # outermost); spans for runs and workstreams.
                 TowlineInterceptor(),
                 # Records each tool call in the run history and serves `cache:` hits.
-                HistoryInterceptor(history.open_store(), registry),
+                HistoryInterceptor(store, registry),
+                # Slow calls and failure-rate jumps, as they happen (calls that ran only).
+                AnomalyInterceptor(store, registry),
             ],
             workflows=list(workflow_classes() if workflows is None else workflows),
             workflow_runner=_pass_through,

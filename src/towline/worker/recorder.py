@@ -18,6 +18,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
+from prometheus_client import Counter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
@@ -33,6 +34,12 @@ from towline.state import Usage
 from towline.toolcall import ToolCall, ToolResult
 
 log = logging.getLogger("towline.history")
+
+CACHE_LOOKUPS = Counter(
+    "towline_result_cache_lookups",
+    "lookups of a task's cache: (its stored results), by result: hit or miss",
+    ["tool", "result"],
+)
 
 
 class HistoryInterceptor(Interceptor):
@@ -82,6 +89,7 @@ class _ToolCalls(ActivityInboundInterceptor):
             hit = await self._safely(
                 "read the cache", self._store.cache_get, key, ttl_s=ttl, now=started
             )
+            CACHE_LOOKUPS.labels(tool, "miss" if hit is None else "hit").inc()
             if hit is not None:
                 # The tool did not run, so this call spent nothing: no usage.
                 reused = ToolResult(

@@ -388,6 +388,8 @@ class BreakerWorkflow:
         if req.id in self._state.reports:
             return
         st = record(self._state, req.success, workflow.now(), req.settings)
+        if st.status == "open" and self._state.status != "open":
+            _opened(st, req.holder)
         reports = [*st.reports, req.id][-_REMEMBERED_REPORTS:]
         self._state = st.model_copy(update={"reports": reports})
         self._changed = True
@@ -396,6 +398,20 @@ class BreakerWorkflow:
     def state(self) -> BreakerState:
         """The breaker's state: closed, open (until when) or half-open (who probes)."""
         return self._state
+
+
+def _opened(st: BreakerState, holder: str) -> None:
+    """An opening: counted and logged once (neither happens on replay)."""
+    metrics.breaker_opened(st.target)
+    until = _when(st.retry_at or workflow.now(), workflow.now())
+    workflow.logger.warning(
+        "circuit breaker %s opened after %d consecutive failure(s), the last of %s; "
+        "calls to it wait until %s",
+        st.target,
+        st.failures,
+        holder,
+        until,
+    )
 
 
 # ------------------------------------------------------- helpers for task code

@@ -32,6 +32,7 @@ TASKS_FINISHED = "towline_tasks_finished"
 TASK_DURATION = "towline_task_duration_seconds"
 TASK_WAITS = "towline_task_waits"
 BREAKER_STATE = "towline_breaker_state"
+BREAKER_OPENINGS = "towline_breaker_openings"
 TASKS_WAITING = "towline_tasks_waiting"
 OLDEST_WAIT = "towline_task_wait_oldest_seconds"
 BUDGET_USED = "towline_run_budget_used_ratio"
@@ -158,6 +159,13 @@ def breaker_state(target: str, state: str) -> None:
     """
     with _lock:
         _breakers[workflow.instance()] = (target, BREAKER_STATES[state])
+
+
+def breaker_opened(target: str) -> None:
+    """The circuit breaker for ``target`` has just opened (an event: not on replay)."""
+    workflow.metric_meter().create_counter(
+        BREAKER_OPENINGS, "circuit breakers that opened (failures reached, or a probe failed)"
+    ).add(1, {"target": target})
 
 
 def breakers_now() -> dict[str, int]:
