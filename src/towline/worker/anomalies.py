@@ -4,8 +4,9 @@ metrics and log lines while they happen (the rules: :mod:`towline.anomalies`).
 An activity interceptor, inside the history's (a cache hit is no call), around each
 tool call:
 
-- A watcher task looks up the call's slow threshold (the p99 of its task's past
-  successful calls, else its tool's, from the run history; looked up in a thread and
+- A watcher task waits out :data:`~towline.anomalies.SLOW_FLOOR` (most calls end
+  sooner, at the cost of a timer), then looks up the call's slow threshold (the p99 of
+  its task's past successful calls, else its tool's, from the run history; in a thread,
   kept :data:`THRESHOLD_TTL`) and sleeps until the call passes it. If the call is still
   running then, it counts ``towline_tool_calls_over_p99_total``, raises
   ``towline_tool_calls_running_over_p99`` until the call ends, and logs a warning. The
@@ -96,26 +97,28 @@ class AnomalyInterceptor(Interceptor):
         return _Watch(next, self)
 
     async def threshold(self, ctx: ToolContext, tool: str) -> anomalies.SlowThreshold | None:
-        key = ("slow", tool, ctx.plan, ctx.workstream, ctx.task)
-        found: anomalies.SlowThreshold | None = await self._cached(
-            key, lambda: self._threshold(ctx, tool)
+        """The call's slow threshold: its task's when it has enough past calls, else its
+        tool's. A tool with too few calls in all has none, and its tasks are not asked."""
+        tool_calls: list[float] | None = await self._cached(
+            ("tool", tool), lambda: self._durations(tool)
         )
-        return found
+        if tool_calls is None or len(tool_calls) < anomalies.MIN_SAMPLES:
+            return None
+        task_key = ("task", tool, ctx.plan, ctx.workstream, ctx.task)
+        own: list[float] | None = await self._cached(task_key, lambda: self._durations(tool, ctx))
+        return anomalies.pick_threshold(own or [], tool_calls)
 
-    def _threshold(self, ctx: ToolContext, tool: str) -> anomalies.SlowThreshold | None:
-        task = self.store.latest_calls(
+    def _durations(self, tool: str, ctx: ToolContext | None = None) -> list[float]:
+        """The newest successful calls' durations, of the tool or of one task."""
+        calls = self.store.latest_calls(
             tool=tool,
-            plan=ctx.plan,
-            workstream=ctx.workstream,
-            task=ctx.task,
+            plan=ctx.plan if ctx else None,
+            workstream=ctx.workstream if ctx else None,
+            task=ctx.task if ctx else None,
             succeeded_only=True,
             limit=anomalies.SLOW_WINDOW,
         )
-        own = [r.duration_s for r in task]
-        if len(own) >= anomalies.MIN_SAMPLES:
-            return anomalies.slow_after(own, scope="task")
-        calls = self.store.latest_calls(tool=tool, succeeded_only=True, limit=anomalies.SLOW_WINDOW)
-        return anomalies.pick_threshold(own, [r.duration_s for r in calls])
+        return [r.duration_s for r in calls]
 
     async def look_up_baseline(self, tool: str) -> None:
         await self._cached(("baseline", tool), lambda: self._baseline(tool))
@@ -201,6 +204,8 @@ class _Watch(ActivityInboundInterceptor):
         self, ctx: ToolContext, tool: str, started: float, slow: list[anomalies.SlowThreshold]
     ) -> None:
         await self._owner.look_up_baseline(tool)  # ready for this call's outcome
+        # No call is slow before the floor: most calls end sooner, and never look up more.
+        await asyncio.sleep(max(anomalies.SLOW_FLOOR - (time.monotonic() - started), 0.0))
         threshold = await self._owner.threshold(ctx, tool)
         if threshold is None:
             return
