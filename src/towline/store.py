@@ -125,6 +125,8 @@ class StoredObject:
 class FolderStore(Store):
     """A folder, on a local disk or a shared mount."""
 
+    min_free = 1 << 20  # bytes: with less, /readyz says the store is full
+
     def __init__(self, root: Path, *, what: str = "store folder") -> None:
         self.root = root.resolve()
         self.location = str(self.root)
@@ -157,6 +159,9 @@ class FolderStore(Store):
             raise StoreError(f"cannot list the store folder {self.root}: {e.strerror}") from None
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise StoreError(f"cannot write in the store folder {self.root}")
+        fs = os.statvfs(self.root)
+        if (free := fs.f_bavail * fs.f_frsize) < self.min_free:
+            raise StoreError(f"the store folder {self.root} is full ({free} bytes free)")
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)

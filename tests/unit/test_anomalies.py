@@ -121,6 +121,9 @@ def test_a_folder_store_probe_names_what_is_wrong(tmp_path: Path) -> None:
     os.remove(tmp_path / "store")
     (tmp_path / "store").mkdir()
     store.probe()
+    store.min_free = 1 << 62  # more than any disk here has free: as good as full
+    with pytest.raises(StoreError, match=r"store folder .*/store is full \(\d+ bytes free\)"):
+        store.probe()
 
 
 def test_a_stores_size_is_counted_by_the_first_part_of_the_keys(tmp_path: Path) -> None:
