@@ -52,11 +52,14 @@ def start_worker(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     hide: Sequence[Path] = (),
+    prefix: Sequence[str] = (),
 ) -> WorkerProcess:
     """Start ``towline worker`` on a free HTTP port, its output in ``home``/worker.log.
 
     ``hide``: folders the worker must not see, as if it ran on another machine: it runs
     in a mount namespace of its own (``unshare -m``) with an empty tmpfs over each.
+    ``prefix``: a command the worker's command line is given to (it must ``exec`` it,
+    keeping the pid), e.g. to run it in a namespace set up otherwise.
     """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -64,6 +67,7 @@ def start_worker(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
+                *prefix,
                 *_hiding(hide),
                 TOWLINE,
                 "worker",

@@ -5,6 +5,7 @@ a breaker opening) are metrics and log lines while they happen."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 import uuid
@@ -85,6 +86,39 @@ async def test_readyz_turns_503_naming_the_store_folder_once_it_is_removed(
 
     store.mkdir()  # the mount is back
     await wait_status(w, "/readyz", 200)
+
+
+async def test_readyz_turns_503_while_the_store_folder_is_full(
+    dev_server: str, queue: str, tmp_path: Path, workers: list[WorkerProcess]
+) -> None:
+    """The store is a 4 MiB tmpfs the worker sees in a mount namespace of its own (the
+    test fills it through ``/proc/<pid>/root``)."""
+    store = tmp_path / "small-store"
+    store.mkdir()
+    w = start_worker(
+        dev_server,
+        queue,
+        home=tmp_path / "home",
+        env={"TOWLINE_STORE": str(store)},
+        prefix=_small_tmpfs(store, "4m"),
+    )
+    workers.append(w)
+    await wait_status(w, "/readyz", 200)
+    seen = Path(f"/proc/{w.proc.pid}/root{store}")
+    filler = seen / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as out:  # ENOSPC: full
+        out.write(b"\0" * (8 << 20))
+    body = await wait_status(w, "/readyz", 503)
+    assert body.startswith(f"not ready: store: the store folder {store} is full ("), body
+    assert not (store / "filler").exists(), "the tmpfs is the worker's alone"
+    filler.unlink()
+    await wait_status(w, "/readyz", 200)
+
+
+def _small_tmpfs(folder: Path, size: str) -> list[str]:
+    """A command prefix: the rest runs where ``folder`` is a tmpfs of ``size``."""
+    script = f'mount -t tmpfs -o size={size} towline-small "$1" && shift && exec "$@"'
+    return ["unshare", "--mount", "--", "sh", "-c", script, "small", str(folder)]
 
 
 async def test_readyz_names_a_history_database_that_cannot_be_opened(
