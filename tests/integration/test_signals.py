@@ -211,7 +211,6 @@ async def test_a_jump_in_a_tools_failure_rate_and_a_breaker_opening_are_told(
     failures = BreakerSpec().failures
     assert f"circuit breaker {TARGET} opened after {failures} consecutive failure(s)" in w.output()
     assert (await api.wait_run(client, rid)).status == "failed"
-    # The breaker's opening is not counted again when the breaker workflow is replayed.
 
     others = [sh(f"f{i}", "exit 3") for i in range(anomalies.MIN_RECENT)]
     spec = check_data(
