@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench docs hooks clean
+.PHONY: install demo test lint typecheck unit lifecycle bench docs hooks clean
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ test: install lint typecheck
 
 unit: install
 	$(BIN)/python -m pytest tests/unit
+
+# More generated lifecycle cases than `make test` runs (every run ends, rollbacks done);
+# TOWLINE_LIFECYCLE_CASES sets how many, TOWLINE_LIFECYCLE_SEED replays one.
+LIFECYCLE_CASES ?= 2000
+lifecycle: install
+	TOWLINE_LIFECYCLE_CASES=$${TOWLINE_LIFECYCLE_CASES:-$(LIFECYCLE_CASES)} \
+	  $(BIN)/python -m pytest tests/integration/test_lifecycle.py
 
 # Generated docs; tests/unit/test_docs.py fails when they are stale.
 docs: install

@@ -11,8 +11,9 @@ runs started before the change still replay.
 
 It starts a dev server, runs a few plans that exercise most of the workflow code (cross-
 workstream outputs, an approval, an operator's retry, a failure with rollbacks, a
-cancelled run, notifications, an agent that writes a file and asks a person), and writes
-each run's, workstream's and agent's history as JSON beside this file.
+cancelled run, notifications, an agent that writes a file and asks a person, a run of
+engine 2 with workstreams taking turns and a concurrency key), and writes each run's,
+workstream's and agent's history as JSON beside this file.
 """
 
 from __future__ import annotations
@@ -91,6 +92,21 @@ def _plans(scratch: Path, model_url: str) -> dict[str, dict[str, Any]]:
             ),
             name="held",
         ),
+        # Run engine 2 (any width): workstreams in turn (max_parallel_workstreams), the
+        # plan's max_parallel shared out, a concurrency key, a need between workstreams.
+        "wide": {
+            **plan(
+                *(
+                    ws(f"r{i}", echo("a"), echo("b", needs=["a"]), concurrency={"key": "repo"})
+                    if i < 2
+                    else ws(f"r{i}", echo("a"), echo("b", needs=["a"]))
+                    for i in range(5)
+                ),
+                ws("last", echo("a"), needs=["r0"]),
+                name="wide",
+            ),
+            "settings": {"max_parallel_workstreams": 2, "max_parallel": 3},
+        },
         # An agent (its conversation a child workflow): a write, a question, an answer.
         "agent": plan(
             ws(
@@ -170,7 +186,7 @@ async def main(names: list[str]) -> None:
                 )
 
             wanted = set(names or plans)
-            for name in ("cross-workstream", "rollback", "no-scratch", "held"):
+            for name in ("cross-workstream", "rollback", "no-scratch", "held", "wide"):
                 if name in wanted:
                     await api.wait_run(client, await start(name))
                     await _record(client, name, name)

@@ -93,6 +93,7 @@ class Progress:
         self.total = len(statuses)
         self.counts: Counter[str] = Counter(statuses.values())
         self.waiting: dict[str, list[str]] = {}
+        self.waiting_total = 0  # the waits in ``waiting``, all workstreams together
         self.failed: dict[str, str] = {}
         self.failures = 0
         self.recent: deque[str] = deque(maxlen=SHOWN)
@@ -108,15 +109,15 @@ class Progress:
             if len(self.failed) < SHOWN:
                 self.failed[ws_id] = reason or new
         if new in ("succeeded", "failed", "skipped", "cancelled", "rolled_back"):
-            self.waiting.pop(ws_id, None)
+            self.waiting_total -= len(self.waiting.pop(ws_id, []))
             self.recent.append(f"{ws_id} {new.replace('_', ' ')}")
 
     def waits(self, ws_id: str, what: list[str]) -> None:
         """What the tasks of ``ws_id`` wait for now (``["deploy: approval"]``)."""
+        self.waiting_total -= len(self.waiting.pop(ws_id, []))
         if what:
             self.waiting[ws_id] = list(what)
-        else:
-            self.waiting.pop(ws_id, None)
+            self.waiting_total += len(what)
 
     def summary(self) -> str:
         """``3 running, 120 pending, 877 succeeded``: the counts in a fixed order."""
@@ -145,13 +146,14 @@ class Progress:
         if self.waiting:
             lines.append("\n**Waiting for a person**")
             shown = 0
-            for ws_id, waits in self.waiting.items():
-                for wait in waits:
-                    if shown < SHOWN:
-                        lines.append(f"- {_how_to_answer(run_id, ws_id, wait)}")
+            for ws_id, waits in self.waiting.items():  # stops after SHOWN: O(1) per call
+                for wait in waits[: SHOWN - shown]:
+                    lines.append(f"- {_how_to_answer(run_id, ws_id, wait)}")
                     shown += 1
-            if shown > SHOWN:
-                lines.append(f"- ... and {shown - SHOWN} more")
+                if shown >= SHOWN:
+                    break
+            if self.waiting_total > shown:
+                lines.append(f"- ... and {self.waiting_total - shown} more")
         if self.failed:
             lines.append("\n**Failed**")
             lines += [f"- {ws_id}: {why}" for ws_id, why in self.failed.items()]

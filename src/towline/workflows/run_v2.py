@@ -39,9 +39,9 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from towline.durations import format_duration
+    from towline.plan import effective
     from towline.plan.dag import Node, Scheduler, cross_workstream_refs
     from towline.plan.spec import (
-        DEFAULT_MAX_PARALLEL,
         DEFAULT_MAX_PARALLEL_WORKSTREAMS,
         DEFAULT_TAKEOVER,
         BudgetSpec,
@@ -261,11 +261,7 @@ class RunV2:
             if wid is None:
                 return
             spec = self._specs[wid]
-            own = (
-                spec.settings.max_parallel
-                or self._inp.plan.settings.max_parallel
-                or DEFAULT_MAX_PARALLEL
-            )
+            own = effective.workstream(spec, self._inp.plan).max_parallel
             if self._pool is not None:
                 got = self._pool.take(wid, limit=own, unfinished=self._unfinished)
                 assert got is not None
@@ -347,6 +343,7 @@ class RunV2:
     async def _child(self, ws: WorkstreamSpec, max_parallel: int) -> None:
         """Start workstream ``ws`` as a child workflow and await its end."""
         plan, inp = self._inp.plan, self._inp
+        settings = effective.workstream(ws, plan)
         upstream = {
             r: self._finished_tasks[r]
             for r in self._routes.wanted_by(ws.id)
@@ -364,9 +361,7 @@ class RunV2:
                     spec=ws,
                     plan_defaults=plan.defaults,
                     max_parallel=max_parallel,
-                    failure_policy=ws.settings.failure_policy
-                    or plan.settings.failure_policy
-                    or "fail_fast",
+                    failure_policy=settings.failure_policy,
                     exports=self._routes.exports(ws.id),
                     upstream=upstream,
                     workspace_free=not needs_workspace(ws, plan.defaults),
@@ -380,7 +375,7 @@ class RunV2:
                     },
                     retry_of=inp.retry_of,
                     workspace_of=inp.workspace_of,
-                    rollback=ws.settings.rollback or plan.settings.rollback or "auto",
+                    rollback=settings.rollback,
                     signals_in_order=True,
                     max_history=inp.max_history,
                     takeover=plan.settings.takeover or DEFAULT_TAKEOVER,
