@@ -296,8 +296,15 @@ def _operator_answers(rng: random.Random, has_timeout: bool) -> list[str | None]
 # -------------------------------------------------------------------- running
 
 
-async def run_case(client: Client, case: Case, task_queue: str, *, timeout: float) -> RunState:
-    """Run ``case`` to its end, answering as its people would; the run's final state."""
+async def run_case(
+    client: Client, case: Case, task_queue: str, *, timeout: float, idle: float = 30.0
+) -> RunState:
+    """Run ``case`` to its end, answering as its people would; the run's final state.
+
+    A run that never ends stands still: raises TimeoutError once ``timeout`` has passed
+    and neither the run nor a workstream of it has had a new event for ``idle`` seconds
+    (a busy machine makes runs slow, not still), or at ``4 * timeout`` in any case.
+    """
     spec = case.spec()
     run_id = f"lc-{case.seed}"
     await api.start_run(
@@ -310,13 +317,39 @@ async def run_case(client: Client, case: Case, task_queue: str, *, timeout: floa
         max_history=case.max_history,
     )
     people = asyncio.create_task(_answer(client, run_id, case))
+    ended = asyncio.create_task(api.wait_run(client, run_id))
     try:
-        async with asyncio.timeout(timeout):
-            return await api.wait_run(client, run_id)
+        async with asyncio.timeout(4 * timeout):
+            await asyncio.wait({ended}, timeout=timeout)
+            seen, still = -1, 0.0
+            while not ended.done() and still < idle:
+                events = await _events(client, run_id)
+                still = still + 5.0 if events == seen else 0.0
+                seen = events
+                await asyncio.wait({ended}, timeout=5.0)
+            if not ended.done():
+                raise TimeoutError
+            return ended.result()
     finally:
+        ended.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await ended
         people.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await people
+
+
+async def _events(client: Client, run_id: str) -> int:
+    """The events of the run and of its workstreams so far (their current executions)."""
+    total = 0
+    try:
+        state = await api.get_status(client, run_id)
+        for wid in (run_id, *(f"{run_id}/{w}" for w in state.workstreams)):
+            with contextlib.suppress(Exception):  # a workstream not started yet
+                total += (await client.get_workflow_handle(wid).describe()).history_length
+    except Exception:  # no status yet: nothing moved that we can see
+        pass
+    return total
 
 
 async def describe(client: Client, run_id: str) -> str:
