@@ -41,8 +41,7 @@ class Wide:
 
     @property
     def name(self) -> str:
-        n = self.workstreams
-        return f"wide_{n // 1000}k" if n % 1000 == 0 and n > 1000 else f"wide_{n}"
+        return f"wide_{self.workstreams}"  # as issue 11 names them: wide_1000, wide_5000
 
     def seconds(self) -> tuple[float, float, float]:
         t = statistics.median(r.seconds for r in self.towline)
