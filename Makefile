@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit lifecycle bench docs hooks clean
+.PHONY: install demo test lint typecheck unit lifecycle bench bench-scale docs hooks clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ docs: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# wide_5000: one run of 5,000 workstreams (minutes); writes bench/results/scale.{json,md}
+bench-scale: install
+	$(BIN)/python -m bench.scale
 
 # ruff and mypy before each commit (.pre-commit-config.yaml); optional: `make test`
 # runs the same checks without it.

@@ -30,10 +30,11 @@ import temporalio
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from bench import agent, harness, plans, scenarios, snapshot
+from bench import agent, harness, plans, scenarios, snapshot, wide
 from bench.agent import AgentTurns
 from bench.scenarios import Bench, LargeResult
 from bench.snapshot import SnapshotCost
+from bench.wide import Wide
 from towline.worker.client import connect
 
 RESULTS = Path(__file__).parent / "results"
@@ -56,6 +57,9 @@ class Sizes:
     in_flight_steps: int = 5
     # Tasks that change one file of a 10,000-file repository: the snapshot after each.
     snapshot_samples: int = 20
+    # One run across many repositories: workstreams of two chained tasks.
+    wide: int = 1000
+    wide_every: float = 5.0  # seconds between `towline status` calls while it runs
     reps: int = 3
 
 
@@ -71,6 +75,8 @@ QUICK = Sizes(
     in_flight_runs=20,
     in_flight_steps=3,
     snapshot_samples=5,
+    wide=100,
+    wide_every=1.0,
     reps=2,
 )
 
@@ -168,7 +174,7 @@ class InFlight:
 
 async def _run_all(
     b: Bench, sizes: Sizes
-) -> tuple[list[Samples], float | None, InFlight, LargeResult]:
+) -> tuple[list[Samples], float | None, InFlight, LargeResult, Wide]:
     await _warm_up(b)
     results = []
     n = sizes.fanout
@@ -249,7 +255,10 @@ async def _run_all(
         b, sizes.large_workstreams, sizes.large_tasks, sizes.large_width
     )
     _say(f"  large: {large.seconds:.1f} s, longest history {large.max_history_events} events")
-    return results, max(peaks) if peaks else None, in_flight, large
+
+    _say(f"wide: {sizes.wide} workstreams of {wide.STEPS} chained tasks")
+    w = await wide.measure(b, sizes.wide, sizes.reps, every=sizes.wide_every)
+    return results, max(peaks) if peaks else None, in_flight, large, w
 
 
 async def _agent_turns(b: Bench, sizes: Sizes) -> AgentTurns:
@@ -454,20 +463,21 @@ async def _main(args: argparse.Namespace) -> int:
             workers.append(bw)
             await harness.wait_polling(tclient, tq, tw, 60)
             await harness.wait_polling(bclient, bq, bw, 60)
-            b = Bench(tclient, bclient, tq, bq, folder, marks, tw, bw, server)
+            b = Bench(tclient, bclient, tq, bq, folder, marks, tw, bw, server, address)
             env = await _env(tclient)
-            samples, rss, in_flight, large = await _run_all(b, sizes)
+            samples, rss, in_flight, large, w = await _run_all(b, sizes)
             turns = await _agent_turns(b, sizes)
             warnings = _payload_warnings(server.log, tw.log, bw.log)
         finally:
-            for w in workers:
-                w.stop()
+            for proc in workers:
+                proc.stop()
             server.stop()
         _say(f"snapshot_10k: {sizes.snapshot_samples} tasks")
         snap = await snapshot.measure(folder / "snapshot", sizes.snapshot_samples)
         _say(f"  snapshot_10k: median {snap.median_ms:.0f} ms")
     seconds = time.perf_counter() - started
     doc = _document(samples, rss, in_flight, large, snap, env)
+    doc["scenarios"][w.name] = wide.document(w)
     doc["scenarios"]["agent_turns"] = {
         "turns": turns.turns,
         "towline_ms_per_turn": statistics.median(turns.towline_ms),
@@ -477,6 +487,7 @@ async def _main(args: argparse.Namespace) -> int:
     }
     load = (load_before, os.getloadavg()[0])
     md = _markdown(samples, rss, in_flight, large, snap, warnings, env, load, seconds)
+    md += "\n".join(wide.markdown(w)) + "\n"
     md += (
         f"- agent_turns: {turns.turns} turns of one tool call against the local fake:"
         f" towline {statistics.median(turns.towline_ms):.1f} ms per turn, the same loop"

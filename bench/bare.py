@@ -89,7 +89,34 @@ class BareRun:
         return result
 
 
-WORKFLOWS = [BareFanout, BareChain, BareRun]
+@workflow.defn(name="BareWide")
+class BareWide:
+    """The shape of a wide towline run in bare Temporal: a parent workflow starting ``n``
+    child workflows ``<id>/<i>``, each a ``BareChain`` of ``steps`` activities, at most
+    ``limit`` at a time (as ``settings.max_parallel_workstreams`` does), in order.
+
+    No continue-as-new: a bare Temporal user's parent of a few thousand children fits in
+    one history (three events per child and the workflow tasks between).
+    """
+
+    @workflow.run
+    async def run(self, n: int, steps: int, limit: int) -> int:
+        gate = asyncio.Semaphore(limit)
+        wid = workflow.info().workflow_id
+
+        async def child(i: int) -> int:
+            async with gate:
+                done: int = await workflow.execute_child_workflow(
+                    "BareChain", steps, id=f"{wid}/{i}"
+                )
+                return done
+
+        results = await asyncio.gather(*(child(i) for i in range(n)))
+        workflow.upsert_search_attributes([STATUS.value_set("succeeded")])
+        return sum(results)
+
+
+WORKFLOWS = [BareFanout, BareChain, BareRun, BareWide]
 
 
 async def _serve(address: str, task_queue: str, marks: Path) -> None:

@@ -52,3 +52,15 @@ def large(workstreams: int, tasks: int, width: int) -> Plan:
             for w in range(workstreams)
         ),
     )
+
+
+def wide(workstreams: int, steps: int = 2) -> Plan:
+    """``workstreams`` independent workstreams of ``steps`` chained tasks each: one run
+    across many repositories. ``max_parallel_workstreams`` is left at its default."""
+    return _plan(
+        "bench-wide",
+        *(
+            {"id": f"ws{w}", "tasks": [_task(i, [i - 1] if i else []) for i in range(steps)]}
+            for w in range(workstreams)
+        ),
+    )

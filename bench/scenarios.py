@@ -9,6 +9,10 @@ succeeded happens after the clock stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from towline.starter import api
 from towline.state import RunState, WorkstreamState, workstream_workflow_id
 
 RESULT_TIMEOUT = 600.0
+WIDE_TIMEOUT = 1800.0  # wide_5000 may take minutes on two shared cores
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Bench:
     towline_worker: Process
     bare_worker: Process
     server: Process
+    address: str = ""  # the server's, for the CLI
 
 
 def _uid() -> str:
@@ -51,14 +57,16 @@ def _uid() -> str:
 # ---------------------------------------------------------------- towline side
 
 
-async def _towline_run(b: Bench, spec: PlanSpec, run_id: str) -> float:
+async def _towline_run(
+    b: Bench, spec: PlanSpec, run_id: str, *, timeout: float = RESULT_TIMEOUT
+) -> float:
     """Seconds from the start call until the run's result; raises unless it succeeded."""
     t0 = time.perf_counter()
     await api.start_run(
         b.towline, spec, plan_dir=b.plan_dir, task_queue=b.towline_queue, run_id=run_id
     )
     state = await asyncio.wait_for(
-        b.towline.get_workflow_handle(run_id, result_type=RunState).result(), RESULT_TIMEOUT
+        b.towline.get_workflow_handle(run_id, result_type=RunState).result(), timeout
     )
     elapsed = time.perf_counter() - t0
     if state.status != "succeeded":
@@ -217,3 +225,148 @@ async def _longest_workflow_task_ms(handle: Any) -> float:
             longest = max(longest, took)
             started = None
     return longest
+
+
+# ---------------------------------------------------------------- wide runs
+
+
+@dataclass
+class StatusProbe:
+    """How long ``towline status`` of one run took, through the API and the CLI."""
+
+    api_ms: list[float]
+    cli_ms: list[float]
+    # The same once the run has ended (read from the histories, no worker needed).
+    ended_api_ms: float
+    ended_cli_ms: float
+
+
+@dataclass
+class WideResult:
+    seconds: float
+    workstreams: int
+    run_executions: int  # the run workflow's runs (continue-as-new makes more than one)
+    max_history_events: int  # the longest among them
+    longest_workflow_task_ms: float  # the longest among them
+    status: StatusProbe | None = None
+
+
+async def _cli_status_ms(b: Bench, run_id: str, address: str) -> float:
+    """Wall time of ``towline status RUN --json`` as a user runs it (a new process)."""
+    env = {**os.environ, "TOWLINE_HOME": str(b.plan_dir / "cli-home")}
+    towline = Path(sys.executable).with_name("towline")  # the installed command
+    argv = [str(towline), "status", run_id, "--json", "--address", address]
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    out, err = await proc.communicate()
+    elapsed = (time.perf_counter() - t0) * 1000
+    if proc.returncode != 0:
+        raise RuntimeError(f"towline status {run_id} exited {proc.returncode}: {err.decode()}")
+    json.loads(out)  # the contract's JSON, whole
+    return elapsed
+
+
+async def _api_status_ms(b: Bench, run_id: str, workstreams: int) -> float:
+    t0 = time.perf_counter()
+    state = await api.get_status(b.towline, run_id)
+    elapsed = (time.perf_counter() - t0) * 1000
+    if len(state.workstreams) != workstreams:
+        raise RuntimeError(f"status of {run_id}: {len(state.workstreams)} workstreams")
+    return elapsed
+
+
+async def towline_wide(
+    b: Bench, workstreams: int, steps: int, *, address: str | None = None, every: float = 5.0
+) -> WideResult:
+    """One run of ``workstreams`` workstreams of ``steps`` chained ``echo`` tasks.
+
+    With ``address``, ``towline status`` is timed every ``every`` seconds while the run is
+    in flight (the API, then the CLI), and once after it has ended: the run then competes
+    with those calls, so the repetitions whose time is compared with bare leave it out.
+    """
+    spec = check_data(plans.wide(workstreams, steps))
+    run_id = f"wide-{_uid()}"
+    api_ms: list[float] = []
+    cli_ms: list[float] = []
+    probe = None
+    if address is not None:
+        probe = asyncio.create_task(
+            _probe_status(b, run_id, workstreams, address, every, api_ms, cli_ms)
+        )
+    try:
+        elapsed = await _towline_run(b, spec, run_id, timeout=WIDE_TIMEOUT)
+    finally:
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+    status = None
+    if address is not None:
+        status = StatusProbe(
+            api_ms,
+            cli_ms,
+            await _api_status_ms(b, run_id, workstreams),
+            await _cli_status_ms(b, run_id, address),
+        )
+    await _check_tasks(b, spec, run_id)
+    wide = await _run_executions(b, run_id)
+    return WideResult(elapsed, workstreams, *wide, status=status)
+
+
+async def _probe_status(
+    b: Bench,
+    run_id: str,
+    workstreams: int,
+    address: str,
+    every: float,
+    api_ms: list[float],
+    cli_ms: list[float],
+) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            api_ms.append(await _api_status_ms(b, run_id, workstreams))
+            cli_ms.append(await _cli_status_ms(b, run_id, address))
+        except api.UnknownRun:
+            pass  # not started yet
+
+
+async def _run_executions(b: Bench, run_id: str) -> tuple[int, int, float]:
+    """The run workflow's executions: how many, the longest history, the longest task."""
+    run_ids = [e.run_id async for e in b.towline.list_workflows(f'WorkflowId = "{run_id}"')]
+    longest_history = 0
+    longest_task = 0.0
+    for rid in run_ids:
+        handle = b.towline.get_workflow_handle(run_id, run_id=rid)
+        desc = await handle.describe()
+        longest_history = max(longest_history, desc.history_length)
+        longest_task = max(longest_task, await _longest_workflow_task_ms(handle))
+    return len(run_ids), longest_history, longest_task
+
+
+async def bare_wide(b: Bench, workstreams: int, steps: int, limit: int) -> WideResult:
+    """``BareWide``: a parent starting ``workstreams`` children of ``steps`` activities,
+    ``limit`` at a time."""
+    wid = f"bare-wide-{_uid()}"
+    t0 = time.perf_counter()
+    handle = await b.bare.start_workflow(
+        "BareWide",
+        args=[workstreams, steps, limit],
+        id=wid,
+        task_queue=b.bare_queue,
+        search_attributes=bare.run_search_attributes(),
+    )
+    result = await asyncio.wait_for(handle.result(), WIDE_TIMEOUT)
+    elapsed = time.perf_counter() - t0
+    if result != workstreams * steps:
+        raise RuntimeError(f"bare wide {wid} returned {result}, expected {workstreams * steps}")
+    desc = await handle.describe()
+    return WideResult(
+        elapsed, workstreams, 1, desc.history_length, await _longest_workflow_task_ms(handle)
+    )

@@ -6,14 +6,27 @@ import uuid
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers import echo, plan, ws
 from towline.plan.load import check_data
 from towline.starter import api
+from towline.state import workstream_workflow_id
 from towline.worker.main import build_worker
 
 pytestmark = pytest.mark.timeout(120)
+
+
+async def _timer_summaries(client: Client, workflow_id: str) -> list[str]:
+    """What each timer of a workflow's history says in the Web UI."""
+    found = []
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            payload = event.user_metadata.summary
+            found.append(client.data_converter.payload_converter.from_payload(payload, str))
+    return found
 
 
 async def test_a_three_day_wait_between_two_tasks_completes_in_seconds(
@@ -43,6 +56,8 @@ async def test_a_three_day_wait_between_two_tasks_completes_in_seconds(
     assert t["after"].status == "succeeded"
     waited = t["wait"].ended_at - t["wait"].started_at  # type: ignore[operator]
     assert waited.total_seconds() >= 3 * 86400
+    summaries = await _timer_summaries(client, workstream_workflow_id(rid, "w"))
+    assert summaries == ["wait: waiting for time to pass (3d)"]
 
 
 async def test_an_unanswered_48h_approval_applies_its_on_timeout(
@@ -74,3 +89,5 @@ async def test_an_unanswered_48h_approval_applies_its_on_timeout(
     waited = deploy.decisions[0].at - deploy.started_at  # type: ignore[operator]
     assert waited.total_seconds() >= 48 * 3600
     assert state.workstreams["w"].tasks["after"].status == "cancelled"
+    summaries = await _timer_summaries(client, workstream_workflow_id(rid, "w"))
+    assert summaries == ["deploy: waiting for approval (2d)"]

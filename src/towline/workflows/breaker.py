@@ -40,6 +40,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 from towline.catalogue import facts
 from towline.plan.spec import BreakerSpec
 from towline.workflows import metrics
+from towline.workflows.timers import span, wait_summary
 
 BREAKER_WORKFLOW = "BreakerWorkflow"
 ACQUIRE_ACTIVITY = "breaker_acquire"
@@ -341,13 +342,17 @@ class BreakerWorkflow:
                 if wait > timedelta(0):
                     with contextlib.suppress(TimeoutError):
                         await workflow.wait_condition(
-                            lambda: self._changed, timeout=wait, timeout_summary="cooldown"
+                            lambda: self._changed,
+                            timeout=wait,
+                            timeout_summary=f"cooldown ({span(wait)})",
                         )
                 self._state = cool_down(self._state, workflow.now())
                 continue
             try:
                 await workflow.wait_condition(
-                    lambda: self._changed, timeout=IDLE_AFTER, timeout_summary="idle"
+                    lambda: self._changed,
+                    timeout=IDLE_AFTER,
+                    timeout_summary=f"idle: ends after {span(IDLE_AFTER)} without calls",
                 )
             except TimeoutError:
                 if not self._changed:
@@ -463,9 +468,10 @@ async def guard(
         waited = True
         on_wait(wait_reason(target, decision, workflow.now()))
         with parked():
+            pause = max(decision.retry_at - workflow.now(), _MIN_SLEEP)
+            state = decision.state.replace("_", "-")
             await workflow.sleep(
-                max(decision.retry_at - workflow.now(), _MIN_SLEEP),
-                summary=f"{task}: circuit breaker {target} {decision.state.replace('_', '-')}",
+                pause, summary=wait_summary(task, f"the {state} circuit breaker {target}", pause)
             )
 
 

@@ -25,6 +25,9 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.exceptions import FailureError
 
+with workflow.unsafe.imports_passed_through():
+    from towline.workflows.timers import span
+
 LOCK_WORKFLOW = "LockWorkflow"
 ACQUIRE_LOCK_ACTIVITY = "lock_acquire"
 GRANTED_SIGNAL = "lock_granted"
@@ -128,7 +131,9 @@ class LockWorkflow:
             if st.queue and len(st.holders) >= st.limit:
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(
-                        lambda: self._changed, timeout=CHECK_EVERY, timeout_summary="check holders"
+                        lambda: self._changed,
+                        timeout=CHECK_EVERY,
+                        timeout_summary=f"a holder to end (checks every {span(CHECK_EVERY)})",
                     )
                 if not self._changed:
                     await self._free_the_dead()
@@ -136,7 +141,9 @@ class LockWorkflow:
             if not st.holders and not st.queue:
                 try:
                     await workflow.wait_condition(
-                        lambda: self._changed, timeout=IDLE_AFTER, timeout_summary="idle"
+                        lambda: self._changed,
+                        timeout=IDLE_AFTER,
+                        timeout_summary=f"idle: ends after {span(IDLE_AFTER)} unused",
                     )
                 except TimeoutError:
                     await workflow.wait_condition(workflow.all_handlers_finished)

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         person_waits,
     )
     from towline.plan.spec import PlanSpec
+    from towline.workflows.timers import span
 
 FINAL_WAIT = timedelta(seconds=30)
 _ACTIVITY = "notify"
@@ -98,7 +99,9 @@ class Notifier:
             return
         try:
             await workflow.wait_condition(
-                lambda: not self._sending, timeout=FINAL_WAIT, timeout_summary="notifications"
+                lambda: not self._sending,
+                timeout=FINAL_WAIT,
+                timeout_summary=f"notifications being sent (at most {span(FINAL_WAIT)})",
             )
         except TimeoutError:
             left = list(self._sending)

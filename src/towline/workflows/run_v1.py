@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from towline.workflows.notify import Notifier
     from towline.workflows.run_v2 import innermost_message
     from towline.workflows.task import needs_workspace
+    from towline.workflows.timers import span
 
 
 class RunV1:
@@ -114,7 +115,11 @@ class RunV1:
             await workflow.wait_condition(
                 lambda: all(w.status in FINISHED for w in st.workstreams.values()),
                 timeout=inp.plan.settings.timeout,
-                timeout_summary="run timeout",
+                timeout_summary=(
+                    f"the run's timeout ({span(inp.plan.settings.timeout)})"
+                    if inp.plan.settings.timeout
+                    else None
+                ),
             )
         except TimeoutError:
             st.reason = (

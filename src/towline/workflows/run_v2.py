@@ -76,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from towline.workflows.notify import Notifier
     from towline.workflows.task import needs_workspace
+    from towline.workflows.timers import span
 
 # Continue-as-new well before Temporal's 10,240-event warning. A workstream costs the run
 # about ten events (its start, its end and the workflow tasks around them).
@@ -214,7 +215,7 @@ class RunV2:
     async def _time_out(self, left: timedelta) -> None:
         """The run's timeout: one durable timer (across continue-as-new, what is left)."""
         if left > timedelta(0):
-            await workflow.sleep(left, summary="the run's timeout")
+            await workflow.sleep(left, summary=f"the run's timeout ({span(left)})")
         self._timed_out = True
         self._changed = True
 

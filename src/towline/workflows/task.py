@@ -55,6 +55,7 @@ from towline.state import (
 from towline.toolcall import ToolCall, ToolContext
 from towline.workflows import agent, breaker, polling
 from towline.workflows.affinity import Affinity, execute_tool
+from towline.workflows.timers import wait_summary
 
 # A tool heartbeats every second while it runs; a worker that stops doing so has died,
 # and the attempt is retried elsewhere after this long.
@@ -559,7 +560,7 @@ async def _run_in_workflow(spec: TaskSpec, args: dict[str, Any]) -> ErrorInfo | 
             return ErrorInfo(
                 category="validation", message=f"with.for: {e}", hint=hint_for("validation")
             )
-        await workflow.sleep(delay, summary=f"{spec.id}: wait")
+        await workflow.sleep(delay, summary=wait_summary(spec.id, "time to pass", delay))
     return None
 
 

@@ -51,12 +51,16 @@ with workflow.unsafe.imports_passed_through():
         rollback_task,
         run_task,
     )
+    from towline.workflows.timers import wait_summary
 
 T = TypeVar("T")
 
 # Continue-as-new well before Temporal's 10k-event history guidance; each task costs
 # about 6 events (activity scheduled, started, completed, and workflow task events).
 MAX_HISTORY_EVENTS = 8_000
+
+# What a task's durable wait for a person waits for, as its timer says in the Web UI.
+_WAITS_FOR = {"approval": "approval", "operator": "an operator", "answer": "an answer"}
 
 
 @workflow.defn(name=WORKSTREAM_WORKFLOW)
@@ -475,10 +479,13 @@ class WorkstreamWorkflow:
         self, tid: str, answers: frozenset[str], timeout: timedelta | None
     ) -> Decision | None:
         self._accepting[tid] = answers
+        what = _WAITS_FOR.get(self._state.tasks[tid].waiting_for or "answer", "an answer")
         try:
             with self.parked(tid):
                 await workflow.wait_condition(
-                    lambda: tid in self._answers, timeout=timeout, timeout_summary=f"{tid}: answer"
+                    lambda: tid in self._answers,
+                    timeout=timeout,
+                    timeout_summary=wait_summary(tid, what, timeout) if timeout else None,
                 )
         except TimeoutError:
             return None
