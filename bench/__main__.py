@@ -81,7 +81,11 @@ QUICK = Sizes(
 )
 
 # The goals: the largest acceptable towline/bare ratio, by scenario kind.
-GOALS = {"fanout": 1.3, "chain": 1.2, "first_task": 1.5, "concurrent": 1.3}
+GOALS = {"fanout": 1.3, "chain": 1.2, "first_task": 1.1, "concurrent": 1.3}
+# Kinds judged against bare Temporal in the run's own shape (a parent with its search
+# attributes and one child), not against a lone workflow: what a run's shape costs is
+# the contract's, and not towline's to save.
+AGAINST_SHAPED = {"first_task"}
 RSS_GOAL_MB = 200.0
 HISTORY_GOAL = 10_240
 
@@ -378,9 +382,14 @@ def _markdown(
     for s in samples:
         ratio = s.medians()[2]
         goal = GOALS[s.kind]
+        if s.kind in AGAINST_SHAPED:
+            judged = f"≤ {goal} to bare with a child ({s.shaped_ratio():.2f})"
+            met = s.shaped_ratio() <= goal
+        else:
+            judged, met = f"≤ {goal}", ratio <= goal
         lines.append(
             f"| {s.name} | {s.unit} | {stat(s.towline)} | {stat(s.bare)} | {ratio:.2f}"
-            f" | ≤ {goal} {'✓' if ratio <= goal else '✗'}"
+            f" | {judged} {'✓' if met else '✗'}"
             f" | {cpu(s.towline_cpu)} / {cpu(s.bare_cpu)} |"
         )
     lines += [
