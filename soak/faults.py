@@ -34,7 +34,8 @@ def schedule(
     seed: int, load_s: float, workers: list[str], gap: tuple[float, float] = (20.0, 45.0)
 ) -> list[Fault]:
     """Faults at random gaps through the load, every kind in turn from a shuffled deck
-    (each kind comes once before any comes twice), none in its last 20 seconds."""
+    (each kind comes once before any comes twice, never twice in a row: a fault does not
+    overlap one of its own kind), none in its last 20 seconds."""
     rng = random.Random(seed)
     out: list[Fault] = []
     deck: list[str] = []
@@ -43,6 +44,8 @@ def schedule(
         if not deck:
             deck = list(KINDS)
             rng.shuffle(deck)
+            if out and deck[-1] == out[-1].kind:  # never the same kind twice in a row
+                deck[0], deck[-1] = deck[-1], deck[0]
         kind = deck.pop()
         target = rng.choice(workers) if kind.startswith("worker") else ""
         hold = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from soak.faults import KINDS, Fault, schedule
 from soak.harness import FaultRec
 from soak.report import Line, cause_of, read_ledger
@@ -17,6 +19,9 @@ def test_every_kind_comes_once_before_any_comes_twice_and_none_at_the_end() -> N
     plan = schedule(7, 1200, ["w1", "w2", "w3"])
     assert sorted(f.kind for f in plan[: len(KINDS)]) == sorted(KINDS)
     assert all(f.at < 1200 - 20 for f in plan)
+    for seed in range(200):
+        kinds = [f.kind for f in schedule(seed, 3600, ["w1"])]
+        assert all(a != b for a, b in itertools.pairwise(kinds)), (seed, kinds)
     assert all(f.target in ("w1", "w2", "w3") for f in plan if f.kind.startswith("worker"))
     # A SIGSTOP lasts longer than every heartbeat timeout, so it is noticed.
     assert all(f.hold > 20 for f in plan if f.kind == "worker_stop")
