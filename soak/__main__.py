@@ -15,6 +15,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +24,18 @@ from soak.harness import Options, run
 from soak.report import markdown, summarize
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def _commit() -> str | None:
+    """The checkout's commit: a seed replays its faults with the code that drew them."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         soak = asyncio.run(run(opts, root))
         summary = summarize(soak)
+        summary["commit"] = _commit()
         summary["events"] = soak.events
     finally:
         if args.keep:

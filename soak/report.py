@@ -223,7 +223,8 @@ def markdown(s: dict[str, Any]) -> str:
     out = [
         "# Soak",
         "",
-        f"Seed {s['seed']} (`python -m soak --seed {s['seed']}` replays its faults), "
+        f"Seed {s['seed']} (`python -m soak --seed {s['seed']}` replays its faults"
+        f"{' at commit ' + s['commit'] if s.get('commit') else ''}), "
         f"{s['load_minutes']:g} minutes of load, {s['workers']} workers, "
         f"then a drain of {s['drain_s']:.0f}s.",
         "",
