@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit lifecycle bench bench-scale docs hooks clean
+.PHONY: install demo test lint typecheck unit lifecycle bench bench-scale soak soak-quick docs hooks clean
 
 install: $(STAMP)
 
@@ -19,8 +19,8 @@ demo: install
 	$(BIN)/towline run examples/demo/plan.yaml --wait
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench soak
+	$(BIN)/ruff format --check src tests bench soak
 
 typecheck: install
 	$(BIN)/mypy
@@ -48,6 +48,15 @@ bench: install
 # wide_5000: one run of 5,000 workstreams (minutes); writes bench/results/scale.{json,md}
 bench-scale: install
 	$(BIN)/python -m bench.scale
+
+# Mixed runs under random faults (docs/operations.md, "Soak"); not part of `make test`.
+# SOAK_MINUTES sets the load's length (default 20); SOAK_SEED replays a fault schedule.
+SOAK_MINUTES ?= 20
+soak: install
+	$(BIN)/python -m soak --minutes $(SOAK_MINUTES) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
+
+soak-quick: install
+	$(BIN)/python -m soak --minutes 3 --out .towline/soak $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 
 # ruff and mypy before each commit (.pre-commit-config.yaml); optional: `make test`
 # runs the same checks without it.

@@ -3,6 +3,10 @@ is exactly what git (and the file system) showed when it was taken."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -151,3 +155,63 @@ async def test_a_missing_snapshot_says_so(tmp_path: Path, store: FolderStore) ->
 
     with pytest.raises(snapshots.SnapshotError, match="snapshot is missing"):
         await snapshots.restore(work, snap, store=store)
+
+
+@pytest.fixture
+def full_store(tmp_path: Path) -> Iterator[tuple[FolderStore, Path]]:
+    """A store on a tmpfs of its own (1 MiB), and a file taking all its space."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "towline-test-full", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.strip()}")
+    try:
+        filler = folder / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as f:
+            while True:
+                f.write(b"\0" * 65536)
+        yield FolderStore(folder / "store"), filler
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+async def test_a_full_store_is_waited_for_rather_than_failing_the_call(
+    tmp_path: Path, full_store: tuple[FolderStore, Path]
+) -> None:
+    """The soak's finding: a store full for a minute failed every call that changed a
+    workspace meanwhile, after its tool had done its work (so the tool ran again)."""
+    store, filler = full_store
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "f.txt").write_text("done\n" * 1000)
+    req = SnapshotRequest(run_id="r", workstream="w")
+
+    saving = asyncio.create_task(snapshots.take(work, req, name="t", store=store))
+    await asyncio.sleep(1.5)
+    assert not saving.done(), "the snapshot was saved (or failed) while the store was full"
+    filler.unlink()
+    snap = await asyncio.wait_for(saving, 30)
+
+    other = tmp_path / "other"
+    other.mkdir()
+    await snapshots.restore(other, snap, store=store)
+    assert (other / "f.txt").read_text() == "done\n" * 1000
+
+
+async def test_a_store_full_for_longer_than_the_patience_fails_the_save(
+    tmp_path: Path, full_store: tuple[FolderStore, Path]
+) -> None:
+    store, _ = full_store
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "f.txt").write_text("x" * 100_000)
+
+    with pytest.raises(OSError, match="No space left"):
+        await snapshots.take(
+            work, SnapshotRequest(run_id="r", workstream="w"), name="t", store=store, patience=1.0
+        )

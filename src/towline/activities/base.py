@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -207,6 +208,7 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
             attempt_usage.set(Usage())
             beat = asyncio.create_task(_heartbeat_forever(progress))
             try:
+                _refuse_if_expired(info)
                 with_files = await asyncio.to_thread(plan_files.materialize, call.args)
                 given = await asyncio.to_thread(expand_stored, with_files)
                 args = input_model.model_validate(resolve_secrets(given, secrets))
@@ -254,6 +256,29 @@ def tool(name: str, input_model: type[In], description: str) -> Callable[[ToolFn
         return Tool(name, input_model, description, activity.defn(name=name)(run), outputs)
 
     return decorate
+
+
+def expired_for(started: datetime, timeout: timedelta | None, now: datetime) -> float | None:
+    """How long past its heartbeat timeout an attempt handed out at ``started`` is at
+    ``now`` (None: it is still live). Until its first heartbeat the server times an
+    attempt out ``timeout`` after handing it out."""
+    if timeout is None:
+        return None
+    late = (now - started - timeout).total_seconds()
+    return late if late > 0 else None
+
+
+def _refuse_if_expired(info: activity.Info) -> None:
+    """A worker frozen (SIGSTOP, a paused VM) after it was handed a call runs it when it
+    thaws, though the server timed the attempt out meanwhile and another worker may have
+    made the call and succeeded: refuse it rather than run the tool a second time."""
+    late = expired_for(info.started_time, info.heartbeat_timeout, datetime.now(UTC))
+    if late is not None:
+        raise ToolError(
+            "system",
+            f"this attempt began {late:.1f}s past its heartbeat timeout (the worker was "
+            "frozen?): the server has timed it out, so the tool is not run",
+        )
 
 
 async def _snapshot(call: ToolCall, info: activity.Info) -> Snapshot:

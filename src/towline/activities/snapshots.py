@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import json
+import logging
 import os
 import shutil
 import tarfile
@@ -40,6 +42,8 @@ from towline.activities.artifacts import safe_component
 from towline.holding import Snapshot, SnapshotRequest
 from towline.store import Store, open_store
 
+log = logging.getLogger("towline.worker")
+
 _ARCHIVE_LEVEL = 1  # gzip: fast; a scratch folder is mostly small text
 
 
@@ -52,10 +56,25 @@ def snapshot_key(req: SnapshotRequest, name: str) -> str:
     return "/".join(safe_component(p) for p in parts)
 
 
+# A store that is full is waited for, this long at most, rather than failing the call
+# at once: the tool's work is done, and a failed call runs the tool again (a shell step's
+# side effects twice). The worker heartbeats meanwhile; a cancel stops the wait.
+FULL_STORE_PATIENCE_S = 120.0
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 async def take(
-    workspace: Path, req: SnapshotRequest, *, name: str, store: Store | None = None
+    workspace: Path,
+    req: SnapshotRequest,
+    *,
+    name: str,
+    store: Store | None = None,
+    patience: float = FULL_STORE_PATIENCE_S,
 ) -> Snapshot:
-    """Save ``workspace`` to the store as ``name``; what the workflow keeps of it."""
+    """Save ``workspace`` to the store as ``name``; what the workflow keeps of it.
+
+    While the store is full (no space, a quota spent), saving is tried again for up to
+    ``patience`` seconds before the ``OSError`` is raised."""
     store = store or open_store()
     taken_ns = time.monotonic_ns()
     if (workspace / ".git").exists():
@@ -65,8 +84,23 @@ async def take(
         payload = await asyncio.to_thread(_archive, workspace)
     key = snapshot_key(req, name)
     blob = json.dumps(manifest, separators=(",", ":")).encode() + b"\n" + payload
-    await asyncio.to_thread(store.put, key, blob)
+    await _put(store, key, blob, patience)
     return Snapshot(key=key, base=manifest.get("base"), holding=req.holding, taken_ns=taken_ns)
+
+
+async def _put(store: Store, key: str, blob: bytes, patience: float) -> None:
+    deadline = time.monotonic() + patience
+    pause = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(store.put, key, blob)
+            return
+        except OSError as e:
+            if e.errno not in _FULL or time.monotonic() + pause > deadline:
+                raise
+            log.warning("the store is full (%s): saving %s again in %.1fs", e, key, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
 
 async def restore(workspace: Path, snap: Snapshot, *, store: Store | None = None) -> None:
