@@ -33,7 +33,7 @@ from tests.lifecycle import LEDGER, check, describe, fake_registry, generate, ru
 from towline.starter import api
 from towline.worker.main import build_tool_workers, build_worker
 
-CASES = int(os.environ.get("TOWLINE_LIFECYCLE_CASES", "240"))
+CASES = int(os.environ.get("TOWLINE_LIFECYCLE_CASES", "200"))
 FIRST = int(os.environ.get("TOWLINE_LIFECYCLE_FIRST", "0"))
 ONE = os.environ.get("TOWLINE_LIFECYCLE_SEED")
 AT_ONCE = 12
