@@ -78,11 +78,14 @@ async def test_run_ids_come_from_the_server_and_task_ids_from_the_run(
         await api.start_run(client, spec, plan_dir=tmp_path, task_queue=task_queue)
         for _ in range(2)
     ]
-    for _ in range(200):  # until the approval waits
-        state = await api.get_status(client, rids[0])
-        if state.workstreams["prod"].tasks["deploy"].status == "waiting":
+    for _ in range(200):  # until the approval waits (a task is listed once it is reached)
+        prod = (await api.get_status(client, rids[0])).workstreams.get("prod")
+        deploy = prod.tasks.get("deploy") if prod is not None else None
+        if deploy is not None and deploy.status == "waiting":
             break
         await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"{rids[0]}: deploy never waited for its approval")
     at = f"--address {dev_server}"
 
     assert await tab(f"towline status {at} {name}") == sorted(rids)

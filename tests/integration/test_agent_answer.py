@@ -64,7 +64,8 @@ async def test_ask_human_waits_a_day_for_towline_answer(
             )
             for _ in range(200):
                 state = await api.get_status(client, rid)
-                if state.workstreams["w"].tasks["ask"].waiting_for == "answer":
+                ask = state.workstreams["w"].tasks.get("ask")  # listed once it is reached
+                if ask is not None and ask.waiting_for == "answer":
                     break
                 await asyncio.sleep(0.1)
             task = state.workstreams["w"].tasks["ask"]

@@ -30,8 +30,9 @@ async def test_the_calls_of_a_task_are_its_reruns_and_its_rollback(
     )
     rid = await api.start_run(client, check_data(spec), plan_dir=tmp_path, task_queue=task_queue)
     for _ in range(100):
-        state = await api.get_status(client, rid)
-        if state.workstreams["w"].tasks["deploy"].status == "waiting":
+        w = (await api.get_status(client, rid)).workstreams.get("w")
+        deploy = w.tasks.get("deploy") if w is not None else None
+        if deploy is not None and deploy.status == "waiting":
             break
         await asyncio.sleep(0.1)
     await api.answer(client, rid, "w.deploy", "retry", by="ops")
