@@ -161,8 +161,10 @@ async def test_a_small_run_is_not_starved_by_a_wide_one(client: Client, scripted
     assert done.status == "succeeded"
     still = await api.get_status(client, big)
     unfinished = [w for w, s in still.workstreams.items() if s.status != "succeeded"]
-    # 150 tasks of 3 s through 20 slots: 22 s to drain in the order they were queued.
-    assert len(unfinished) > 100, "the small run waited for the wide one's backlog"
+    # 150 tasks of 3 s through 20 slots: 22 s to drain in the order they were queued, so
+    # a small run served first-in-first-out ends with about 20 of them left; served
+    # fairly it ends with well over 100 left (90 once, on a slow moment of the server).
+    assert len(unfinished) > 60, "the small run waited for the wide one's backlog"
     await api.cancel_run(client, big)
     await asyncio.wait_for(api.wait_run(client, big), 120)
 
