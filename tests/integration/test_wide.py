@@ -176,8 +176,14 @@ async def test_a_person_answers_a_run_from_the_web_ui_with_the_task_as_text(
     handle = client.get_workflow_handle(rid)
     while (await api.get_status(client, rid)).status != "waiting":
         await asyncio.sleep(0.1)
-    meta = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
-    details = meta.current_details
+    # The run's details follow the workstream's report, which may come a moment after the
+    # workstream itself says it waits.
+    for _ in range(100):
+        meta = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        details = meta.current_details
+        if "waits for an approval" in details:
+            break
+        await asyncio.sleep(0.1)
     assert "main.deploy waits for an approval" in details
     assert '`approve` or `reject` with `"main.deploy"`' in details
     described = {u.name: u.description for u in meta.definition.update_definitions}
