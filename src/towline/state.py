@@ -340,3 +340,8 @@ class WorkstreamInput(BaseModel):
     # continued-as-new since it started it), and its usage only when the run has a budget.
     report_end: bool = False
     report_usage: bool = True
+    # Set by engine-2 runs since they ask for it: a workstream that ends on its own tells
+    # the run nothing (its result reaches the execution of the run that started it), unless
+    # the run asked it to report (``report_end``): the run does before it continues-as-new.
+    # A cancelled workstream reports always.
+    report_when_asked: bool = False

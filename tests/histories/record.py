@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from tests.fakes.chat import agent_server, answer, call
 from tests.helpers import echo, plan, sh, ws
@@ -42,6 +42,8 @@ HERE = Path(__file__).parent
 QUEUE = "record"
 # A neutral folder for the runs' files: its paths end up in the recorded histories.
 SCRATCH = Path("/srv/towline-replay")
+# Runs recorded continuing-as-new: their history limit.
+SHORT_HISTORY = {"asked": 25}
 
 
 def _plans(scratch: Path, model_url: str) -> dict[str, dict[str, Any]]:
@@ -107,6 +109,13 @@ def _plans(scratch: Path, model_url: str) -> dict[str, dict[str, Any]]:
             ),
             "settings": {"max_parallel_workstreams": 2, "max_parallel": 3},
         },
+        # Run engine 2 continuing-as-new (a short history limit) with workstreams in
+        # flight: it asks them to report their end by signal first.
+        "asked": plan(
+            *(ws(f"a{i}", echo("a"), echo("b", needs=["a"])) for i in range(8)),
+            name="asked",
+            max_parallel_workstreams=4,
+        ),
         # An agent (its conversation a child workflow): a write, a question, an answer.
         "agent": plan(
             ws(
@@ -144,8 +153,16 @@ async def _record(client: Client, rid: str, name: str) -> None:
     ]
     for wid in [rid, *(f"{rid}/{w}" for w in state.workstreams), *children]:
         history = await client.get_workflow_handle(wid).fetch_history()
-        out = HERE / f"{name}{wid.removeprefix(rid).replace('/', '.')}.json"
-        out.write_text(json.dumps(_without_stack_traces(history.to_json_dict()), indent=1) + "\n")
+        _write(HERE / f"{name}{wid.removeprefix(rid).replace('/', '.')}.json", history)
+    # A run that continued-as-new: its earlier executions too, oldest first (<name>-1, ...).
+    earlier = [e.run_id async for e in client.list_workflows(f'WorkflowId = "{rid}"')][1:]
+    for i, run_id in enumerate(reversed(earlier), start=1):
+        history = await client.get_workflow_handle(rid, run_id=run_id).fetch_history()
+        _write(HERE / f"{name}-{i}.json", history)
+
+
+def _write(out: Path, history: WorkflowHistory) -> None:
+    out.write_text(json.dumps(_without_stack_traces(history.to_json_dict()), indent=1) + "\n")
 
 
 def _without_stack_traces(value: object) -> object:
@@ -182,11 +199,16 @@ async def main(names: list[str]) -> None:
 
             async def start(name: str) -> str:
                 return await api.start_run(
-                    client, check_data(plans[name]), plan_dir=scratch, task_queue=QUEUE, run_id=name
+                    client,
+                    check_data(plans[name]),
+                    plan_dir=scratch,
+                    task_queue=QUEUE,
+                    run_id=name,
+                    max_history=SHORT_HISTORY.get(name),
                 )
 
             wanted = set(names or plans)
-            for name in ("cross-workstream", "rollback", "no-scratch", "held", "wide"):
+            for name in ("cross-workstream", "rollback", "no-scratch", "held", "wide", "asked"):
                 if name in wanted:
                     await api.wait_run(client, await start(name))
                     await _record(client, name, name)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 
@@ -59,12 +60,25 @@ async def _start(client: Client, queue: str, p: dict[str, Any], **kw: Any) -> st
 
 
 async def _executions(client: Client, workflow_id: str) -> list[int]:
-    """The number of events of each execution of ``workflow_id``, oldest first."""
-    sizes = []
+    """The number of events of each execution of ``workflow_id``."""
+    return [len(events) for events in await _histories(client, workflow_id)]
+
+
+async def _histories(client: Client, workflow_id: str) -> list[list[HistoryEvent]]:
+    """The events of each execution of ``workflow_id``."""
+    out = []
     async for wf in client.list_workflows(f'WorkflowId = "{workflow_id}"'):
         handle = client.get_workflow_handle(workflow_id, run_id=wf.run_id)
-        sizes.append(len([e async for e in handle.fetch_history_events()]))
-    return sizes
+        out.append([e async for e in handle.fetch_history_events()])
+    return out
+
+
+def _signals(events: list[HistoryEvent], name: str) -> int:
+    return sum(
+        e.HasField("workflow_execution_signaled_event_attributes")
+        and e.workflow_execution_signaled_event_attributes.signal_name == name
+        for e in events
+    )
 
 
 async def test_a_wide_run_ends_continuing_as_new_with_workstreams_in_flight(
@@ -76,14 +90,28 @@ async def test_a_wide_run_ends_continuing_as_new_with_workstreams_in_flight(
         name="wide",
         max_parallel_workstreams=40,
     )
-    rid = await _start(client, scripted, p, max_history=400)
+    rid = await _start(client, scripted, p, max_history=250)
     state = await asyncio.wait_for(api.wait_run(client, rid), 200)
     assert state.status == "succeeded"
     assert {w.status for w in state.workstreams.values()} == {"succeeded"}
     assert sum(c.outcome == "ok" for c in LEDGER.of(rid)) == 2 * n
-    sizes = await _executions(client, rid)
+    histories = await _histories(client, rid)
+    sizes = [len(h) for h in histories]
     assert len(sizes) > 2, f"the run never continued-as-new: {sizes}"
-    assert max(sizes) < 700  # each execution stays near its limit (400), whatever the width
+    # A workstream's end reaches the execution that started it as its result; only those
+    # in flight at a continue-as-new are asked to report it by signal (at most 40 each).
+    by_signal = sum(_signals(h, "workstream_ended") for h in histories)
+    asks = sum(
+        e.HasField("signal_external_workflow_execution_initiated_event_attributes")
+        and e.signal_external_workflow_execution_initiated_event_attributes.signal_name
+        == "report_end"
+        for h in histories
+        for e in h
+    )
+    assert 0 < by_signal <= asks <= 40 * (len(sizes) - 1), (by_signal, asks, sizes)
+    # Each execution stays near its limit (250), whatever the width: past it, it starts no
+    # more workstreams, asks the 40 in flight to report their end by signal, and goes on.
+    assert max(sizes) < 600
     # Its status is the run's own summary: no query per workstream.
     assert all(not w.tasks and w.counts == {"succeeded": 2} for w in state.workstreams.values())
     one = await api.get_status(client, rid, workstreams=["w007"])

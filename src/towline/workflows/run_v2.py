@@ -11,9 +11,11 @@ everything).
 
 The run continues-as-new before its history grows long, with workstreams in flight:
 children are started with the ABANDON parent-close policy (a continue-as-new closes the
-run's execution, and would otherwise terminate them), report their end to the run by its
-workflow id (the ``workstream_ended`` signal reaches whichever execution is current), and
-are cancelled one by one when the run is.
+run's execution, and would otherwise terminate them). A workstream's end reaches the
+execution that started it as the child's result (no signal, no extra workflow task for
+the child); before continuing-as-new the run asks those still in flight to report their
+end to its workflow id instead (the ``workstream_ended`` signal reaches whichever
+execution is current). They are cancelled one by one when the run is.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ with workflow.unsafe.imports_passed_through():
 # about ten events (its start, its end and the workflow tasks around them).
 MAX_HISTORY_EVENTS = 8_000
 
+# The patch after which a run's workstreams report their end by signal only when asked.
+ENDS_BY_RESULT = "ends-by-result"
+
 
 class RunV2:
     def __init__(self, inp: RunInput) -> None:
@@ -143,6 +148,11 @@ class RunV2:
         self._keys_wanted: dict[str, int] = dict(carry.keys_wanted) if carry else {}
         self._keys_held: set[str] = set(carry.keys_held) if carry else set()
         self._key_tasks: dict[str, asyncio.Task[None]] = {}
+        # Workstreams this execution started tell it nothing of their end (it reads their
+        # results); before it continues-as-new it asks those still running to tell the
+        # run by signal instead. Runs started before this was so replay without it.
+        self._ends_by_result: bool | None = None
+        self._asked: set[str] = set()
         self._changed = False
 
     # ------------------------------------------------------------------ the run
@@ -208,6 +218,8 @@ class RunV2:
                 )
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._starting == 0 and not self._telling:
+                    if await self._ask_for_ends():
+                        continue  # time passed: look again before continuing-as-new
                     self._continue_as_new()
             self._changed = False
             await workflow.wait_condition(lambda: self._changed)
@@ -383,6 +395,7 @@ class RunV2:
                     restore=inp.restore.get(ws.id),
                     report_end=True,
                     report_usage=budget is not None,
+                    report_when_asked=self._by_result(),
                 ),
                 id=workstream_workflow_id(inp.run_id, ws.id),
                 result_type=WorkstreamState,
@@ -415,6 +428,37 @@ class RunV2:
             self._ended(ws.id, _end_of_failure(e))
         else:
             self._ended(ws.id, _end_of(result))
+
+    def _by_result(self) -> bool:
+        if self._ends_by_result is None:
+            self._ends_by_result = workflow.patched(ENDS_BY_RESULT)
+        return self._ends_by_result
+
+    async def _ask_for_ends(self) -> bool:
+        """Before a continue-as-new: ask the workstreams this execution started (whose
+        results the next execution cannot read) to report their end by signal; a result
+        that arrives meanwhile still counts. One that had closed before it heard the ask
+        has its result on the way to this execution: wait for it. True if it asked any
+        (time passed: the caller looks again)."""
+        if not self._by_result():
+            return False
+        ask = [w for w, h in self._running.items() if h is not None and w not in self._asked]
+        if not ask:
+            return False
+        self._asked.update(ask)
+        heard = await asyncio.gather(*(self._ask_for_end(w) for w in ask))
+        closed = [w for w, ok in zip(ask, heard, strict=True) if not ok]
+        await workflow.wait_condition(lambda: not any(w in self._running for w in closed))
+        return True
+
+    async def _ask_for_end(self, wid: str) -> bool:
+        try:
+            await workflow.get_external_workflow_handle(
+                workstream_workflow_id(self._inp.run_id, wid)
+            ).signal("report_end")
+        except FailureError:
+            return False  # closed already: its result is on its way here
+        return True
 
     def _ended(self, wid: str, end: WorkstreamEnd) -> None:
         """Workstream ``wid`` has ended (its own report, or its workflow's outcome)."""

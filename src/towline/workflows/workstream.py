@@ -96,6 +96,11 @@ class WorkstreamWorkflow:
         self._queue: list[tuple[str, tuple[object, ...]]] = []
         self._sending = False
         self._reported: set[str] = set()
+        # How this workstream ended, once it has; and whether the run is to hear it by
+        # signal (it always is, unless it hears it from this workflow's result).
+        self._end: WorkstreamEnd | None = None
+        self._end_told = False
+        self._asked = not inp.report_when_asked
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._changed = False
@@ -168,8 +173,10 @@ class WorkstreamWorkflow:
             if inp.rollback == "auto":
                 await self._saga(env)
             st.status, st.ended_at = "cancelled", workflow.now()
+            self._asked = True  # a cancelled workflow's result says nothing of its tasks
             self._report_end("the run was cancelled")
             await self._report_exports()
+            await self._ended_told()
             raise
         # Every task has ended: what follows (rollbacks, clean-up, the outcome) runs to
         # its end even if a cancel lands now. The work was done before the cancel.
@@ -194,6 +201,7 @@ class WorkstreamWorkflow:
         self._report_end(why)
         await self._report_exports()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._ended_told()
         if why is not None:
             raise ApplicationError(
                 why,
@@ -249,6 +257,7 @@ class WorkstreamWorkflow:
                     "paused": self._paused,
                     "budget": self._budget,
                     "slots_held": self._slots.held if self._slots else 0,
+                    "report_when_asked": not self._asked,
                 }
             )
         )
@@ -262,7 +271,7 @@ class WorkstreamWorkflow:
         counts: dict[str, int] = {}
         for t in st.tasks.values():
             counts[t.status] = counts.get(t.status, 0) + 1
-        end = WorkstreamEnd(
+        self._end = WorkstreamEnd(
             status=st.status,
             reason=reason,
             started_at=st.started_at,
@@ -270,7 +279,28 @@ class WorkstreamWorkflow:
             counts=counts,
             usage=st.usage,
         )
-        self._signal_run("workstream_ended", self._inp.spec.id, end)
+        self._tell_end()
+
+    def _tell_end(self) -> None:
+        if self._end is not None and self._asked and not self._end_told:
+            self._end_told = True
+            self._signal_run("workstream_ended", self._inp.spec.id, self._end)
+
+    async def _ended_told(self) -> None:
+        """The last step: the end is on its way if the run asked for it, even if it asked
+        after :meth:`_report_end` (an ask that lands while this workflow completes makes
+        the server refuse the completion, and this step runs again with the ask heard)."""
+        self._tell_end()
+        await self._signals_sent()
+
+    @workflow.signal(
+        name="report_end",
+        description="The run asks to hear this workstream's end by signal (it is about to "
+        "continue-as-new)",
+    )
+    def report_end(self) -> None:
+        self._asked = True
+        self._tell_end()
 
     async def _saga(self, env: TaskEnv) -> bool:
         """Run the rollbacks to their end, even if a cancel lands meanwhile (the run's
