@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -116,7 +118,71 @@ class BareWide:
         return sum(results)
 
 
-WORKFLOWS = [BareFanout, BareChain, BareRun, BareWide]
+@workflow.defn(name="BareReportingChain")
+class BareReportingChain:
+    """A ``BareChain`` that tells its parent's workflow id it has ended (a signal reaches
+    whichever execution of the parent is current), then ends."""
+
+    @workflow.run
+    async def run(self, parent: str, n: int) -> int:
+        for i in range(n):
+            await workflow.execute_activity(NOOP, str(i), start_to_close_timeout=_TIMEOUT)
+        await workflow.get_external_workflow_handle(parent).signal("ended", n)
+        return n
+
+
+@dataclass
+class WideCarry:
+    started: int = 0
+    done: int = 0  # activities run by the children that have ended
+    ended: int = 0
+
+
+@workflow.defn(name="BareWideContinued")
+class BareWideContinued:
+    """``BareWide`` as a bare Temporal user writes it when its history must stay bounded:
+    it continues-as-new when Temporal suggests it, with children in flight (started with
+    the ABANDON parent-close policy), which report their end by signal to its workflow
+    id. What a continue-as-new costs such a parent, for comparison with the run's."""
+
+    def __init__(self) -> None:
+        self._carry = WideCarry()
+
+    @workflow.signal
+    def ended(self, done: int) -> None:
+        self._carry.ended += 1
+        self._carry.done += done
+
+    @workflow.run
+    async def run(self, n: int, steps: int, limit: int, carry: WideCarry | None = None) -> int:
+        if carry is not None:
+            self._carry.started = carry.started
+            self._carry.ended += carry.ended
+            self._carry.done += carry.done
+        c = self._carry
+        wid = workflow.info().workflow_id
+        while c.ended < n:
+            while c.started < n and c.started - c.ended < limit:
+                await workflow.start_child_workflow(
+                    "BareReportingChain",
+                    args=[wid, steps],
+                    id=f"{wid}/{c.started}",
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                )
+                c.started += 1
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(args=[n, steps, limit, c])
+            await workflow.wait_condition(_more_than(c, c.ended))
+        workflow.upsert_search_attributes([STATUS.value_set("succeeded")])
+        return c.done
+
+
+def _more_than(c: WideCarry, ended: int) -> Callable[[], bool]:
+    return lambda: c.ended > ended
+
+
+WORKFLOWS = [BareFanout, BareChain, BareRun, BareWide, BareReportingChain, BareWideContinued]
 
 
 async def _serve(address: str, task_queue: str, marks: Path) -> None:

@@ -337,26 +337,31 @@ async def _probe_status(
             pass  # not started yet
 
 
-async def _run_executions(b: Bench, run_id: str) -> tuple[int, int, float]:
+async def _run_executions(
+    b: Bench, run_id: str, client: Client | None = None
+) -> tuple[int, int, float]:
     """The run workflow's executions: how many, the longest history, the longest task."""
-    run_ids = [e.run_id async for e in b.towline.list_workflows(f'WorkflowId = "{run_id}"')]
+    client = client or b.towline
+    run_ids = [e.run_id async for e in client.list_workflows(f'WorkflowId = "{run_id}"')]
     longest_history = 0
     longest_task = 0.0
     for rid in run_ids:
-        handle = b.towline.get_workflow_handle(run_id, run_id=rid)
+        handle = client.get_workflow_handle(run_id, run_id=rid)
         desc = await handle.describe()
         longest_history = max(longest_history, desc.history_length)
         longest_task = max(longest_task, await _longest_workflow_task_ms(handle))
     return len(run_ids), longest_history, longest_task
 
 
-async def bare_wide(b: Bench, workstreams: int, steps: int, limit: int) -> WideResult:
+async def bare_wide(
+    b: Bench, workstreams: int, steps: int, limit: int, *, continued: bool = False
+) -> WideResult:
     """``BareWide``: a parent starting ``workstreams`` children of ``steps`` activities,
-    ``limit`` at a time."""
+    ``limit`` at a time; ``continued``: ``BareWideContinued``, which continues-as-new."""
     wid = f"bare-wide-{_uid()}"
     t0 = time.perf_counter()
     handle = await b.bare.start_workflow(
-        "BareWide",
+        "BareWideContinued" if continued else "BareWide",
         args=[workstreams, steps, limit],
         id=wid,
         task_queue=b.bare_queue,
@@ -366,6 +371,8 @@ async def bare_wide(b: Bench, workstreams: int, steps: int, limit: int) -> WideR
     elapsed = time.perf_counter() - t0
     if result != workstreams * steps:
         raise RuntimeError(f"bare wide {wid} returned {result}, expected {workstreams * steps}")
+    if continued:
+        return WideResult(elapsed, workstreams, *await _run_executions(b, wid, b.bare))
     desc = await handle.describe()
     return WideResult(
         elapsed, workstreams, 1, desc.history_length, await _longest_workflow_task_ms(handle)

@@ -38,6 +38,8 @@ class Wide:
     bare_cpu_s: list[float] = field(default_factory=list)
     peak_rss_mb: float | None = None  # the towline worker's, over all its runs here
     probed_is_timed: bool = False  # the probed run is the one compared with bare
+    # Bare continuing-as-new as the run does: what its longest workflow task is then.
+    bare_continued: WideResult | None = None
 
     @property
     def name(self) -> str:
@@ -85,6 +87,13 @@ async def measure(b: Bench, n: int, reps: int, *, every: float, probe_alone: boo
                 f" {result.max_history_events} events in {result.run_executions} run(s),"
                 f" longest workflow task {result.longest_workflow_task_ms:.0f} ms"
             )
+    if probe_alone:
+        w.bare_continued = c = await scenarios.bare_wide(b, n, STEPS, limit, continued=True)
+        _say(
+            f"  {w.name} bare continuing-as-new: {c.seconds:.1f} s, history"
+            f" {c.max_history_events} events in {c.run_executions} run(s), longest workflow"
+            f" task {c.longest_workflow_task_ms:.0f} ms"
+        )
     before = b.towline_worker.cpu_seconds() + b.server.cpu_seconds()
     w.probed = await scenarios.towline_wide(b, n, STEPS, address=b.address, every=every)
     used = b.towline_worker.cpu_seconds() + b.server.cpu_seconds() - before
@@ -130,6 +139,13 @@ def document(w: Wide) -> dict[str, Any]:
         "bare_longest_workflow_task_ms": max(r.longest_workflow_task_ms for r in w.bare),
         "worker_peak_rss_mb": w.peak_rss_mb,
     }
+    if (c := w.bare_continued) is not None:
+        out["bare_continued"] = {
+            "seconds": c.seconds,
+            "executions": c.run_executions,
+            "max_history_events": c.max_history_events,
+            "longest_workflow_task_ms": c.longest_workflow_task_ms,
+        }
     if w.probed and st:
         out["probed_run_seconds"] = w.probed.seconds
         out["status_in_flight_api_ms"] = st.api_ms
@@ -166,6 +182,13 @@ def markdown(w: Wide) -> list[str]:
         f" {doc['bare_longest_workflow_task_ms']:.0f} ms",
         f"- {w.name}: towline worker peak RSS {w.peak_rss_mb or 0:.0f} MB",
     ]
+    if (c := w.bare_continued) is not None:
+        lines.append(
+            f"- {w.name}: bare continuing-as-new as the run does (`BareWideContinued`: its"
+            f" children abandoned, reporting their end by signal): {c.seconds:.1f} s,"
+            f" {c.run_executions} executions, longest history {c.max_history_events:,}"
+            f" events, longest workflow task {c.longest_workflow_task_ms:.0f} ms"
+        )
     if w.probed and (st := w.probed.status):
         worst = max([*st.api_ms, *st.cli_ms, st.ended_api_ms, st.ended_cli_ms])
         lines.append(
