@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.s3server import S3Server, s3_server
+from tests.workerproc import WorkerProcess
 from towline.plan.load import check_data
 from towline.starter import api
 from towline.state import RunState
@@ -138,3 +139,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 _EXIT = pytest.StashKey[int]()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    """Worker processes (tests/workerproc.py) a test starts; all stopped at its end."""
+    started: list[WorkerProcess] = []
+    yield started
+    for w in started:
+        w.stop()

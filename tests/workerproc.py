@@ -140,3 +140,22 @@ def sample(page: str, name: str, **labels: str) -> float | None:
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     ]
     return sum(values) if values else None
+
+
+async def metrics(w: WorkerProcess) -> str:
+    """The worker's /metrics page."""
+    code, page = await aget(w.url("/metrics"))
+    assert code == 200, page
+    return page
+
+
+async def until_metric(w: WorkerProcess, name: str, value: float, **labels: str) -> str:
+    """Poll /metrics until ``name{labels}`` reads ``value``; return that page."""
+    last = None
+    for _ in range(300):
+        page = await metrics(w)
+        last = sample(page, name, **labels)
+        if last == value:
+            return page
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name}{labels} stayed {last}, never {value}:\n{w.output()}")

@@ -4,12 +4,10 @@ a breaker opening) are metrics and log lines while they happen."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,15 @@ from temporalio.client import Client
 from tests.helpers import echo, plan, sh, ws
 from tests.integration.test_breaker import TARGET, failing_then
 from tests.s3server import BUCKET, s3_server
-from tests.workerproc import WorkerProcess, aget, sample, start_worker, wait_status
+from tests.workerproc import (
+    WorkerProcess,
+    aget,
+    metrics,
+    sample,
+    start_worker,
+    until_metric,
+    wait_status,
+)
 from towline import anomalies, history
 from towline.history import ToolCallRecord
 from towline.plan.load import check_data
@@ -33,32 +39,6 @@ def queue() -> str:
     return f"signals-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        w.stop()
-
-
-async def _metrics(w: WorkerProcess) -> str:
-    code, page = await aget(w.url("/metrics"))
-    assert code == 200, page
-    return page
-
-
-async def _until(w: WorkerProcess, name: str, value: float, **labels: str) -> str:
-    """Poll /metrics until ``name{labels}`` reads ``value``; return that page."""
-    last = None
-    for _ in range(300):
-        page = await _metrics(w)
-        last = sample(page, name, **labels)
-        if last == value:
-            return page
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name}{labels} stayed {last}, never {value}:\n{w.output()}")
-
-
 async def test_readyz_turns_503_naming_the_store_folder_once_it_is_removed(
     dev_server: str, queue: str, tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
@@ -67,7 +47,7 @@ async def test_readyz_turns_503_naming_the_store_folder_once_it_is_removed(
     workers.append(w)
     await wait_status(w, "/readyz", 200)
     assert store.is_dir()
-    page = await _metrics(w)
+    page = await metrics(w)
     for dependency in ("temporal", "store", "history"):
         assert sample(page, "towline_dependency_up", dependency=dependency) == 1, dependency
 
@@ -77,7 +57,7 @@ async def test_readyz_turns_503_naming_the_store_folder_once_it_is_removed(
         body
         == f"not ready: store: the store folder {store} does not exist (removed, or unmounted?)\n"
     )
-    page = await _metrics(w)
+    page = await metrics(w)
     assert sample(page, "towline_dependency_up", dependency="store") == 0
     assert sample(page, "towline_dependency_up", dependency="temporal") == 1
     assert sample(page, "towline_dependency_up", dependency="history") == 1
@@ -131,7 +111,7 @@ async def test_readyz_names_a_history_database_that_cannot_be_opened(
     body = await wait_status(w, "/readyz", 503)
     assert body.startswith(f"not ready: history: {where}: "), body
     assert "File exists" in body, body  # mkdir of its folder, which is a file
-    page = await _metrics(w)
+    page = await metrics(w)
     assert sample(page, "towline_dependency_up", dependency="history") == 0
     assert sample(page, "towline_dependency_up", dependency="store") == 1
 
@@ -146,10 +126,10 @@ async def test_an_s3_store_is_ready_while_it_answers_and_named_once_it_does_not(
         )
         workers.append(w)
         await wait_status(w, "/readyz", 200)
-        assert sample(await _metrics(w), "towline_dependency_up", dependency="store") == 1
+        assert sample(await metrics(w), "towline_dependency_up", dependency="store") == 1
     body = await wait_status(w, "/readyz", 503)
     assert body.startswith(f"not ready: store: {url} does not answer a listing: "), body
-    assert sample(await _metrics(w), "towline_dependency_up", dependency="store") == 0
+    assert sample(await metrics(w), "towline_dependency_up", dependency="store") == 0
 
 
 def _past_calls(home: Path, plan_name: str, task: str, seconds: float) -> None:
@@ -185,14 +165,14 @@ async def test_a_call_past_its_tasks_p99_is_counted_and_logged_while_it_runs(
     spec = check_data(plan(ws("w", sh("build", "sleep 4"), sh("quick", "true")), name=name))
     rid = await api.start_run(client, spec, plan_dir=tmp_path, task_queue=queue)
 
-    page = await _until(w, "towline_tool_calls_running_over_p99", 1, tool="shell")
+    page = await until_metric(w, "towline_tool_calls_running_over_p99", 1, tool="shell")
     assert sample(page, "towline_tool_calls_over_p99_total", tool="shell") == 1
     assert "tool shell has run 1" in w.output()
     assert f"past the p99 of this task's {anomalies.MIN_SAMPLES} past calls (0.688s)" in w.output()
     assert (await api.get_status(client, rid)).workstreams["w"].tasks["build"].status == "running"
 
     assert (await api.wait_run(client, rid)).status == "succeeded"
-    page = await _until(w, "towline_tool_calls_running_over_p99", 0, tool="shell")
+    page = await until_metric(w, "towline_tool_calls_running_over_p99", 0, tool="shell")
     assert sample(page, "towline_tool_calls_over_p99_total", tool="shell") == 1  # not `quick`
     assert "tool shell ended after 4" in w.output()
 
@@ -206,7 +186,7 @@ async def test_a_jump_in_a_tools_failure_rate_and_a_breaker_opening_are_told(
     # A breaker opens after its third failure; more calls fail elsewhere (no breaker).
     spec = check_data(failing_then())
     rid = await api.start_run(client, spec, plan_dir=tmp_path, task_queue=queue)
-    page = await _until(w, "towline_breaker_openings_total", 1, target=TARGET)
+    page = await until_metric(w, "towline_breaker_openings_total", 1, target=TARGET)
     assert sample(page, "towline_breaker_state", target=TARGET) == 2
     failures = BreakerSpec().failures
     assert f"circuit breaker {TARGET} opened after {failures} consecutive failure(s)" in w.output()
@@ -219,7 +199,7 @@ async def test_a_jump_in_a_tools_failure_rate_and_a_breaker_opening_are_told(
     await api.wait_run(
         client, await api.start_run(client, spec, plan_dir=tmp_path, task_queue=queue)
     )
-    page = await _until(w, "towline_tool_failure_rate_jumped", 1, tool="shell")
+    page = await until_metric(w, "towline_tool_failure_rate_jumped", 1, tool="shell")
     assert sample(page, "towline_tool_failure_rate_jumps_total", tool="shell") == 1
     assert sample(page, "towline_tool_failure_ratio_recent", tool="shell") == 1
     assert sample(page, "towline_tool_failure_rate_jumped", tool="echo") is None
@@ -238,7 +218,7 @@ async def test_the_cache_hit_rates_and_the_stores_size_are_on_metrics(
     workers.append(w)
     await wait_status(w, "/readyz", 200)
     # The store, as listed when the page is first asked for (then at most every minute).
-    page = await _metrics(w)
+    page = await metrics(w)
     assert sample(page, "towline_store_objects", area="artifacts") == 1
     assert sample(page, "towline_store_bytes", area="artifacts") == 5
     assert sample(page, "towline_store_objects", area="snapshots") is None  # empty
@@ -247,7 +227,7 @@ async def test_the_cache_hit_rates_and_the_stores_size_are_on_metrics(
     for _ in range(2):
         rid = await api.start_run(client, spec, plan_dir=tmp_path, task_queue=queue)
         assert (await api.wait_run(client, rid)).status == "succeeded"
-    page = await _metrics(w)
+    page = await metrics(w)
     lookups = "towline_result_cache_lookups_total"
     assert sample(page, lookups, tool="shell", result="miss") == 1
     assert sample(page, lookups, tool="shell", result="hit") == 1

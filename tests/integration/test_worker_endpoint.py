@@ -6,7 +6,6 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,16 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 from tests.helpers import echo, plan, sh, ws
-from tests.workerproc import TOWLINE, WorkerProcess, aget, sample, start_worker, wait_status
+from tests.workerproc import (
+    TOWLINE,
+    WorkerProcess,
+    aget,
+    metrics,
+    sample,
+    start_worker,
+    until_metric,
+    wait_status,
+)
 from towline.plan.load import check_data
 from towline.starter import api
 from towline.worker import devserver
@@ -25,21 +33,6 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def queue() -> str:
     return f"endpoint-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    """Worker processes a test starts; all stopped at its end."""
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        w.stop()
-
-
-async def _metrics(w: WorkerProcess) -> str:
-    code, page = await aget(w.url("/metrics"))
-    assert code == 200, page
-    return page
 
 
 async def test_metrics_count_runs_and_tasks_by_plan_tool_status_and_category(
@@ -60,7 +53,7 @@ async def test_metrics_count_runs_and_tasks_by_plan_tool_status_and_category(
     state = await api.wait_run(client, rid)
     assert state.status == "failed"
 
-    page = await _metrics(w)
+    page = await metrics(w)
     finished = "towline_tasks_finished_total"
     assert sample(page, finished, plan=name, tool="echo", status="succeeded", category="") == 2
     assert sample(page, finished, plan=name, tool="shell", status="failed", category="tool") == 1
@@ -109,7 +102,7 @@ async def test_readyz_answers_503_once_the_server_is_gone_while_healthz_stays_20
         devserver.stop(server)
     body = await wait_status(w, "/readyz", 503)
     assert "the Temporal server does not answer" in body
-    assert sample(await _metrics(w), "towline_worker_ready") == 0
+    assert sample(await metrics(w), "towline_worker_ready") == 0
     assert await aget(w.url("/healthz")) == (200, "ok\n")
 
 
@@ -127,7 +120,7 @@ async def test_a_restarted_worker_counts_nothing_twice_and_still_reports_the_wai
     workers.append(first)
     await wait_status(first, "/readyz", 200)
     rid = await api.start_run(client, spec, plan_dir=tmp_path, task_queue=queue)
-    page = await _until(first, "towline_tasks_waiting", 1, reason="approval")
+    page = await until_metric(first, "towline_tasks_waiting", 1, reason="approval")
     assert sample(page, "towline_task_waits_total", reason="approval") == 1
     assert sample(page, "towline_tasks_finished_total", plan=name, tool="echo") == 1
     waited = sample(page, "towline_task_wait_oldest_seconds", reason="approval")
@@ -139,7 +132,7 @@ async def test_a_restarted_worker_counts_nothing_twice_and_still_reports_the_wai
     workers.append(second)
     await wait_status(second, "/readyz", 200)
     await api.get_status(client, rid)  # the query makes the new worker replay the run
-    page = await _until(second, "towline_tasks_waiting", 1, reason="approval")
+    page = await until_metric(second, "towline_tasks_waiting", 1, reason="approval")
     # The replay rebuilt the wait, from when it began, and counted nothing twice.
     again = sample(page, "towline_task_wait_oldest_seconds", reason="approval")
     assert again is not None
@@ -150,25 +143,13 @@ async def test_a_restarted_worker_counts_nothing_twice_and_still_reports_the_wai
 
     await api.answer(client, rid, "w.deploy", "approve", by="test")
     assert (await api.wait_run(client, rid)).status == "succeeded"
-    page = await _metrics(second)
+    page = await metrics(second)
     finished = "towline_tasks_finished_total"
     assert sample(page, finished, plan=name, tool="shell", status="succeeded") == 1
     assert sample(page, finished, plan=name, tool="echo") is None
     assert sample(page, "towline_runs_finished_total", plan=name, status="succeeded") == 1
     assert sample(page, "towline_tasks_waiting", reason="approval") == 0
     assert sample(page, "towline_task_wait_oldest_seconds", reason="approval") is None
-
-
-async def _until(w: WorkerProcess, name: str, value: float, **labels: str) -> str:
-    """Poll /metrics until ``name{labels}`` reads ``value``; return that page."""
-    last = None
-    for _ in range(300):
-        page = await _metrics(w)
-        last = sample(page, name, **labels)
-        if last == value:
-            return page
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name}{labels} stayed {last}, never {value}:\n{w.output()}")
 
 
 async def test_a_taken_port_is_bad_input_naming_the_port(
