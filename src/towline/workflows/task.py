@@ -176,6 +176,11 @@ class TaskControl(Protocol):
         """The workstream is stopping (fail_fast, cancellation): start nothing new."""
         ...
 
+    def stopped(self) -> bool:
+        """The workstream has stopped its tasks, and a task that carries on all the same
+        (its call had ended before the cancel reached it) ends instead of trying again."""
+        ...
+
 
 APPROVAL_ANSWERS = frozenset({"approve", "reject"})
 OPERATOR_ANSWERS = frozenset({"retry", "skip", "abort"})
@@ -281,6 +286,10 @@ async def _run_with_recovery(
         if await _ask_operator(spec, state, env, ctl, strategy, state.error, resume=True):
             return
     while True:
+        if state.error is not None and ctl.stopped():
+            # Its call had ended when the stop came, and it would try again: it ends.
+            _end(state, "failed", error=state.error)
+            return
         args = expressions.resolve(spec.with_, scope)
         state.status, state.error, state.reason = "running", None, None
         # Behind an open circuit breaker the task waits instead of spending its retries.

@@ -59,6 +59,10 @@ T = TypeVar("T")
 # about 6 events (activity scheduled, started, completed, and workflow task events).
 MAX_HISTORY_EVENTS = 8_000
 
+# The patch after which a stop ends the tasks that carry on after their cancel, and the
+# waits for a budget.
+STOP_ENDS_TASKS = "stop-ends-tasks"
+
 # What a task's durable wait for a person waits for, as its timer says in the Web UI.
 _WAITS_FOR = {"approval": "approval", "operator": "an operator", "answer": "an answer"}
 
@@ -103,6 +107,7 @@ class WorkstreamWorkflow:
         self._asked = not inp.report_when_asked
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self._stopped = False
         self._changed = False
         self._affinity: affinity.Affinity | None = None
         self._paused = inp.paused
@@ -458,6 +463,9 @@ class WorkstreamWorkflow:
     async def _stop_all(self, reason: str) -> None:
         """fail_fast and cancellation: cancel running tasks; the rest end ``cancelled``."""
         self._stopping = True
+        # Since then a task that carries on after its cancel (its call had ended first)
+        # ends, and a wait for the budget ends: nobody raises a stopped run's budget.
+        self._stopped = workflow.patched(STOP_ENDS_TASKS)
         self._sched.stop()
         for tid, t in self._state.tasks.items():
             if t.status == "pending" and tid not in self._running:
@@ -531,16 +539,18 @@ class WorkstreamWorkflow:
     async def within_budget(self, tid: str, *, parkable: bool = True) -> ErrorInfo | None:
         if self._budget is None or not (why := self._budget.exhausted()):
             return None
-        if self._budget.on_exceed == "fail":
+        if self._budget.on_exceed == "fail" or self._stopped:
             return ErrorInfo(category="budget", message=why, hint=hint_for("budget"))
         self.set_waiting(
             tid, "budget", f"{why}; raise it: towline resume {self._inp.run_id} --raise-budget ..."
         )
         with self.parked(tid) if parkable else contextlib.nullcontext():
             await workflow.wait_condition(
-                lambda: self._budget is None or self._budget.exhausted() is None
+                lambda: self._budget is None or self._budget.exhausted() is None or self._stopped
             )
         self.set_waiting(tid, None, None)
+        if self._stopped and self._budget is not None and (why := self._budget.exhausted()):
+            return ErrorInfo(category="budget", message=why, hint=hint_for("budget"))
         return None
 
     @contextlib.contextmanager
@@ -554,6 +564,9 @@ class WorkstreamWorkflow:
 
     def stopping(self) -> bool:
         return self._stopping
+
+    def stopped(self) -> bool:
+        return self._stopped
 
     def current_budget(self) -> Budget | None:
         return self._budget
