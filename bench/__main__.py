@@ -19,7 +19,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,12 +29,11 @@ import temporalio
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from bench import agent, harness, plans, scenarios, snapshot, wide
+from bench import agent, plans, scenarios, snapshot, wide
 from bench.agent import AgentTurns
 from bench.scenarios import Bench, LargeResult
 from bench.snapshot import SnapshotCost
 from bench.wide import Wide
-from towline.worker.client import connect
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -458,29 +456,11 @@ async def _main(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="towline-bench-") as tmp:
         folder = Path(tmp)
-        server, address = harness.start_server(folder, tuple(args.server_arg))
-        workers: list[harness.Process] = []
-        try:
-            tclient = await connect(address, "default")
-            bclient = await Client.connect(address)
-            marks = folder / "marks.txt"
-            suffix = uuid.uuid4().hex[:6]
-            tq, bq = f"bench-towline-{suffix}", f"bench-bare-{suffix}"
-            tw = harness.start_towline_worker(folder, address, tq, marks)
-            workers.append(tw)
-            bw = harness.start_bare_worker(folder, address, bq, marks)
-            workers.append(bw)
-            await harness.wait_polling(tclient, tq, tw, 60)
-            await harness.wait_polling(bclient, bq, bw, 60)
-            b = Bench(tclient, bclient, tq, bq, folder, marks, tw, bw, server, address)
-            env = await _env(tclient)
+        async with scenarios.started(folder, tuple(args.server_arg)) as b:
+            env = await _env(b.towline)
             samples, rss, in_flight, large, w = await _run_all(b, sizes)
             turns = await _agent_turns(b, sizes)
-            warnings = _payload_warnings(server.log, tw.log, bw.log)
-        finally:
-            for proc in workers:
-                proc.stop()
-            server.stop()
+            warnings = _payload_warnings(b.server.log, b.towline_worker.log, b.bare_worker.log)
         _say(f"snapshot_10k: {sizes.snapshot_samples} tasks")
         snap = await snapshot.measure(folder / "snapshot", sizes.snapshot_samples)
         _say(f"  snapshot_10k: median {snap.median_ms:.0f} ms")

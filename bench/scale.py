@@ -18,15 +18,10 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from temporalio.client import Client
-
-from bench import harness, plans, scenarios, wide
+from bench import plans, scenarios, wide
 from bench.__main__ import RESULTS, _env
-from bench.scenarios import Bench
-from towline.worker.client import connect
 
 
 def _say(text: str) -> None:
@@ -38,31 +33,13 @@ async def _main(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="towline-bench-scale-") as tmp:
         folder = Path(tmp)
-        server, address = harness.start_server(folder, ())
-        workers: list[harness.Process] = []
-        try:
-            tclient = await connect(address, "default")
-            bclient = await Client.connect(address)
-            marks = folder / "marks.txt"
-            suffix = uuid.uuid4().hex[:6]
-            tq, bq = f"bench-towline-{suffix}", f"bench-bare-{suffix}"
-            tw = harness.start_towline_worker(folder, address, tq, marks)
-            workers.append(tw)
-            bw = harness.start_bare_worker(folder, address, bq, marks)
-            workers.append(bw)
-            await harness.wait_polling(tclient, tq, tw, 60)
-            await harness.wait_polling(bclient, bq, bw, 60)
-            b = Bench(tclient, bclient, tq, bq, folder, marks, tw, bw, server, address)
-            env = await _env(tclient)
+        async with scenarios.started(folder) as b:
+            env = await _env(b.towline)
             _say("warm-up")
             await scenarios.towline_plan(b, plans.wide(20))
             await scenarios.bare_wide(b, 20, wide.STEPS, 10)
             _say(f"wide: {args.workstreams} workstreams of {wide.STEPS} chained tasks")
             w = await wide.measure(b, args.workstreams, 1, every=args.every, probe_alone=False)
-        finally:
-            for p in workers:
-                p.stop()
-            server.stop()
     load = (load_before, os.getloadavg()[0])
     seconds = time.perf_counter() - started
     md = "\n".join(wide.markdown(w)) + "\n"

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,12 +24,13 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from bench import bare, marks, plans
+from bench import bare, harness, marks, plans
 from bench.harness import Process
 from towline.plan.load import check_data
 from towline.plan.spec import PlanSpec
 from towline.starter import api
 from towline.state import RunState, WorkstreamState, workstream_workflow_id
+from towline.worker.client import connect
 
 RESULT_TIMEOUT = 600.0
 WIDE_TIMEOUT = 1800.0  # wide_5000 may take minutes on two shared cores
@@ -48,6 +50,31 @@ class Bench:
     bare_worker: Process
     server: Process
     address: str = ""  # the server's, for the CLI
+
+
+@contextlib.asynccontextmanager
+async def started(folder: Path, server_args: tuple[str, ...] = ()) -> AsyncIterator[Bench]:
+    """A fresh dev server in ``folder``, the towline and bare workers polling it, and
+    clients for both; all stopped on leaving."""
+    server, address = harness.start_server(folder, server_args)
+    workers: list[harness.Process] = []
+    try:
+        tclient = await connect(address, "default")
+        bclient = await Client.connect(address)
+        marks_file = folder / "marks.txt"
+        suffix = uuid.uuid4().hex[:6]
+        tq, bq = f"bench-towline-{suffix}", f"bench-bare-{suffix}"
+        tw = harness.start_towline_worker(folder, address, tq, marks_file)
+        workers.append(tw)
+        bw = harness.start_bare_worker(folder, address, bq, marks_file)
+        workers.append(bw)
+        await harness.wait_polling(tclient, tq, tw, 60)
+        await harness.wait_polling(bclient, bq, bw, 60)
+        yield Bench(tclient, bclient, tq, bq, folder, marks_file, tw, bw, server, address)
+    finally:
+        for proc in workers:
+            proc.stop()
+        server.stop()
 
 
 def _uid() -> str:

@@ -195,11 +195,7 @@ class HistoryStore(ABC):
         """Recorded calls, oldest first, filtered by plan, tool, run and outcome."""
         if not self.exists():
             return []
-        where, params = [], []
-        for column, value in (("plan", plan), ("tool", tool), ("run_id", run_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = _equal({"plan": plan, "tool": tool, "run_id": run_id})
         if succeeded_only:
             where.append("outcome = 'succeeded' AND cached = 0")
         sql = f"SELECT {', '.join(_COLUMNS)} FROM tool_calls"
@@ -222,11 +218,8 @@ class HistoryStore(ABC):
         first; of one task when ``plan``, ``workstream`` and ``task`` are given."""
         if not self.exists():
             return []
-        where, params = ["tool = ?", "cached = 0"], [tool]
-        for column, value in (("plan", plan), ("workstream", workstream), ("task", task)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = _equal({"tool": tool, "plan": plan, "workstream": workstream, "task": task})
+        where.append("cached = 0")
         if succeeded_only:
             where.append("outcome = 'succeeded'")
         sql = f"SELECT {', '.join(_COLUMNS)} FROM tool_calls WHERE {' AND '.join(where)}"
@@ -254,10 +247,7 @@ class HistoryStore(ABC):
         """Recorded agent conversations, oldest first (the ``newest`` ones only, if given)."""
         if not self.exists():
             return []
-        where, params = [], []
-        if plan is not None:
-            where.append("plan = ?")
-            params.append(plan)
+        where, params = _equal({"plan": plan})
         if fixed_only:
             where.append("fixed = 1")
         sql = f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agent_runs"
@@ -326,6 +316,12 @@ class HistoryStore(ABC):
     @abstractmethod
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one query and return its rows."""
+
+
+def _equal(columns: dict[str, str | None]) -> tuple[list[str], list[str]]:
+    """``column = ?`` conditions and their parameters, for the values that are given."""
+    given = {c: v for c, v in columns.items() if v is not None}
+    return [f"{c} = ?" for c in given], list(given.values())
 
 
 def _record(row: Sequence[Any]) -> ToolCallRecord:
