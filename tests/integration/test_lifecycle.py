@@ -36,6 +36,11 @@ from towline.worker.main import build_tool_workers, build_worker
 CASES = int(os.environ.get("TOWLINE_LIFECYCLE_CASES", "200"))
 FIRST = int(os.environ.get("TOWLINE_LIFECYCLE_FIRST", "0"))
 ONE = os.environ.get("TOWLINE_LIFECYCLE_SEED")
+# Seeds that once broke an invariant, run every time besides the generated range. 294: a
+# cancel while a fix call ended, with the budget spent meanwhile; the task tried again
+# and waited for a raise that never comes in a stopped run (it fails about half the
+# time without the fix: a matter of timing).
+KNOWN = (294,)
 AT_ONCE = 12
 # Seconds a case may take; past them, a run that stands still for 30 s more (no new event
 # anywhere in it) counts as a run that never ends.
@@ -79,7 +84,7 @@ async def lifecycle_queues(client: Client, lifecycle_home: Path) -> AsyncIterato
 async def test_generated_runs_end_and_keep_the_lifecycle_invariants(
     client: Client, lifecycle_queues: tuple[str, str]
 ) -> None:
-    seeds = [int(ONE)] if ONE else list(range(FIRST, FIRST + CASES))
+    seeds = [int(ONE)] if ONE else sorted({*range(FIRST, FIRST + CASES), *KNOWN})
     random.Random(FIRST).shuffle(seeds)  # mix slow and fast cases across batches
     cached, replaying = lifecycle_queues
     failures: list[str] = []
@@ -103,7 +108,7 @@ async def test_generated_runs_end_and_keep_the_lifecycle_invariants(
 
     await asyncio.gather(*(one(s) for s in seeds))
     print(
-        f"lifecycle: {len(seeds)} generated runs, seeds {FIRST}..{FIRST + CASES - 1}",
+        f"lifecycle: {len(seeds)} generated runs, seeds {FIRST}..{FIRST + CASES - 1} and {KNOWN}",
         file=sys.stderr,
     )
     assert not failures, (
