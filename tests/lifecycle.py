@@ -115,20 +115,21 @@ async def _fake(args: FakeInput, ctx: ToolContext) -> dict[str, Any]:
     if step.tokens:
         spend(Usage(tokens=step.tokens))
     wait = step.seconds
-    if step.cancel_run and info.attempt == 1 and LEDGER.client is not None:
-        await LEDGER.client.get_workflow_handle(ctx.run_id).cancel()
-        wait = max(wait, step.cancel_wait)
-    if wait:
-        try:
-            deadline = asyncio.get_running_loop().time() + wait
-            while asyncio.get_running_loop().time() < deadline:
-                activity.heartbeat()  # a cancel reaches the call on a heartbeat
-                await asyncio.sleep(0.1)
-        except asyncio.CancelledError:
-            record("cancelled")
-            if step.die_on_cancel:
-                await asyncio.sleep(25)  # no heartbeat past its timeout: a "dead" worker
-            raise
+    try:
+        # A cancel may reach the call from here on (the tool's own heartbeats carry it),
+        # also while it cancels its run: what it spent is recorded either way.
+        if step.cancel_run and info.attempt == 1 and LEDGER.client is not None:
+            await LEDGER.client.get_workflow_handle(ctx.run_id).cancel()
+            wait = max(wait, step.cancel_wait)
+        deadline = asyncio.get_running_loop().time() + wait
+        while asyncio.get_running_loop().time() < deadline:
+            activity.heartbeat()  # a cancel reaches the call on a heartbeat
+            await asyncio.sleep(0.1)
+    except asyncio.CancelledError:
+        record("cancelled")
+        if step.die_on_cancel:
+            await asyncio.sleep(25)  # no heartbeat past its timeout: a "dead" worker
+        raise
     if info.attempt in step.fail:
         record("fail")
         raise ToolError(step.category, f"scripted failure of {info.activity_id}")
